@@ -1,0 +1,3 @@
+"""keyrack: API keys for organizations."""
+
+__version__ = "0.1.0"

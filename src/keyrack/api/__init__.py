@@ -1,0 +1,1 @@
+"""HTTP: the app factory, schemas, the error table, the lean verify path."""

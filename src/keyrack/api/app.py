@@ -1,0 +1,71 @@
+"""The app factory: FastAPI for management, wrapped in lean pure-ASGI layers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from keyrack import __version__
+from keyrack.api import errors
+from keyrack.api.asgi import AccessLog, ASGIApp, BodyLimit
+from keyrack.api.routes import keys
+from keyrack.runtime import Runtime, build_runtime, check_schema
+from keyrack.settings import Settings
+
+
+def create_management_app(runtime: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    app = FastAPI(
+        title="keyrack",
+        version=__version__,
+        summary="API keys for organizations: create, list, revoke, verify.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(keys.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents a 422 we never send (validation errors are 400 problem+json): drop it."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            operation.get("responses", {}).pop("422", None)
+    components = schema.get("components", {}).get("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    schema["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(runtime: Runtime) -> ASGIApp:
+    management = create_management_app(runtime)
+    app: ASGIApp = BodyLimit(management, max_bytes=runtime.settings.max_body_bytes)
+    return AccessLog(app)
+
+
+def create_app_from_env() -> ASGIApp:
+    """Factory for `uvicorn --factory` (each worker process builds its own runtime)."""
+    runtime = build_runtime(Settings())
+    check_schema(runtime)
+    return create_app(runtime)

@@ -1,0 +1,1 @@
+"""Management routes (FastAPI); the verify path lives outside FastAPI for speed."""

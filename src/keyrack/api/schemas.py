@@ -1,0 +1,114 @@
+"""Request and response bodies; shapes follow the seed page exactly, additions are additive."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictStr, WithJsonSchema
+
+from keyrack.domain.model import ApiKey, CreatedKey
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 UTC with `Z`, second precision: `2023-11-18T12:00:00Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(format_timestamp, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "example": "2023-11-18T12:00:00Z"}),
+]
+
+
+class KeyOut(BaseModel):
+    id: str = Field(examples=["key-7fJ2kq9XbLm3Np4Rs8Tv"])
+    name: str = Field(examples=["My API Key"])
+    created_at: Timestamp
+    permissions: list[str] = Field(examples=[["read", "write"]])
+    start: str = Field(
+        description="The first characters of the secret, to recognise a key; never enough to use",
+        examples=["kr_Ab3x"],
+    )
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            created_at=key.created_at,
+            permissions=list(key.permissions),
+            start=key.start,
+        )
+
+
+class CreatedKeyOut(KeyOut):
+    key: str = Field(
+        description="The full secret. Returned only in this response, never again.",
+        examples=["kr_3mVq8ZkT1pXw7RbN2cLs9dHf4GjY6aUe0x1Yz2"],
+    )
+
+    @classmethod
+    def of_created(cls, created: CreatedKey) -> CreatedKeyOut:
+        return cls(**KeyOut.of(created.key).model_dump(), key=created.secret)
+
+
+class CreateKeyIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "New API Key", "permissions": ["read", "write"]}]},
+    )
+
+    name: StrictStr = Field(description="1-128 characters after trimming, no control characters")
+    permissions: list[StrictStr] = Field(
+        description="Non-empty, unique, each of read, write, admin; at most what the caller holds"
+    )
+
+
+class MessageOut(BaseModel):
+    message: str = Field(examples=["API key deleted successfully"])
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable machine `code`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses an operation can answer."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+            "description": _ERROR_DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: malformed JSON, a field outside its rules, or an unknown field",
+    401: "Missing, malformed, unknown, revoked, expired or disabled API key",
+    403: "The key lacks the permission this operation needs",
+    404: "Unknown organization or key (another organization's resources look the same)",
+    409: "Conflict with the current state",
+    413: "Body larger than 64 KiB",
+    415: "Body is not application/json",
+    422: "Idempotency-Key reused with a different request body",
+    429: "Rate limited",
+    503: "A dependency (database) is unavailable; retry after the Retry-After delay",
+}

@@ -1,0 +1,1 @@
+"""Pure domain: key format, hashing, permissions, models and errors (standard library only)."""

@@ -1,0 +1,79 @@
+"""The one error hierarchy: services raise these, the API maps them to HTTP in one table."""
+
+from __future__ import annotations
+
+
+class KeyrackError(Exception):
+    """Base of every expected failure; `code` is the stable machine code clients switch on."""
+
+    code = "ERROR"
+    title = "Error"
+
+    def __init__(self, detail: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(KeyrackError):
+    code = "INVALID_INPUT"
+    title = "Invalid input"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail, code=code, field=field)
+        self.errors = errors or ([{"field": field, "message": detail}] if field else [])
+
+
+class PolicyViolation(InvalidInput):
+    code = "POLICY_VIOLATION"
+    title = "Organization policy violated"
+
+
+class Unauthenticated(KeyrackError):
+    """No usable key: missing, malformed, unknown, expired or disabled (`code` says which)."""
+
+    code = "UNAUTHENTICATED"
+    title = "Unauthorized"
+
+
+class PermissionDenied(KeyrackError):
+    code = "INSUFFICIENT_PERMISSIONS"
+    title = "Forbidden"
+
+
+class NotFound(KeyrackError):
+    code = "NOT_FOUND"
+    title = "Not found"
+
+
+class OrgNotFound(NotFound):
+    code = "ORG_NOT_FOUND"
+
+
+class KeyNotFound(NotFound):
+    code = "KEY_NOT_FOUND"
+
+
+class Conflict(KeyrackError):
+    code = "CONFLICT"
+    title = "Conflict"
+
+
+class OrgExists(Conflict):
+    code = "ORG_EXISTS"
+
+
+class ServiceUnavailable(KeyrackError):
+    """A dependency (database, Redis) is down; the client should retry later."""
+
+    code = "SERVICE_UNAVAILABLE"
+    title = "Service unavailable"

@@ -1,0 +1,1 @@
+"""Use cases: each takes its collaborators as keyword arguments and commits once."""

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, repository, unit of work, migrations, engine specifics."""

@@ -1,0 +1,130 @@
+"""The repository: every query of keyrack, each scoped by org where a tenant is involved."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from keyrack.domain.model import ApiKey, Org
+from keyrack.store.tables import api_keys, key_secrets, orgs
+
+
+def _key_from_row(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.name,
+        permissions=tuple(row.permissions.split(",")),
+        start=row.start,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        enabled=row.enabled,
+        last_used_at=row.last_used_at,
+    )
+
+
+_KEY_COLUMNS = (
+    api_keys.c.id,
+    api_keys.c.org_id,
+    api_keys.c.name,
+    api_keys.c.permissions,
+    api_keys.c.start,
+    api_keys.c.created_at,
+    api_keys.c.expires_at,
+    api_keys.c.enabled,
+    api_keys.c.last_used_at,
+)
+
+
+class Repository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- organizations
+    def add_org(self, org: Org) -> None:
+        self.connection.execute(insert(orgs).values(id=org.id, created_at=org.created_at))
+
+    def get_org(self, org_id: str) -> Org | None:
+        row = self.connection.execute(
+            select(orgs.c.id, orgs.c.created_at).where(orgs.c.id == org_id)
+        ).first()
+        return Org(id=row.id, created_at=row.created_at) if row else None
+
+    def list_orgs(self) -> list[Org]:
+        rows = self.connection.execute(select(orgs.c.id, orgs.c.created_at).order_by(orgs.c.id))
+        return [Org(id=row.id, created_at=row.created_at) for row in rows]
+
+    def count_orgs(self) -> int:
+        return int(self.connection.execute(select(func.count()).select_from(orgs)).scalar_one())
+
+    # -- keys
+    def add_key(self, key: ApiKey, *, secret_hash: bytes) -> None:
+        self.connection.execute(
+            insert(api_keys).values(
+                id=key.id,
+                org_id=key.org_id,
+                name=key.name,
+                permissions=",".join(key.permissions),
+                start=key.start,
+                created_at=key.created_at,
+                expires_at=key.expires_at,
+                enabled=key.enabled,
+            )
+        )
+        self.connection.execute(
+            insert(key_secrets).values(
+                secret_hash=secret_hash, key_id=key.id, created_at=key.created_at
+            )
+        )
+
+    def get_key(self, *, org_id: str, key_id: str) -> ApiKey | None:
+        row = self.connection.execute(
+            select(*_KEY_COLUMNS).where(api_keys.c.org_id == org_id, api_keys.c.id == key_id)
+        ).first()
+        return _key_from_row(row) if row else None
+
+    def list_keys(self, *, org_id: str) -> list[ApiKey]:
+        rows = self.connection.execute(
+            select(*_KEY_COLUMNS)
+            .where(api_keys.c.org_id == org_id)
+            .order_by(api_keys.c.created_at, api_keys.c.id)
+        )
+        return [_key_from_row(row) for row in rows]
+
+    def delete_key(self, *, org_id: str, key_id: str) -> bool:
+        # Secrets go first and explicitly, so that revocation never depends on cascade settings.
+        owned = select(api_keys.c.id).where(api_keys.c.org_id == org_id, api_keys.c.id == key_id)
+        self.connection.execute(delete(key_secrets).where(key_secrets.c.key_id.in_(owned)))
+        result = self.connection.execute(
+            delete(api_keys).where(api_keys.c.org_id == org_id, api_keys.c.id == key_id)
+        )
+        return result.rowcount == 1
+
+    def find_by_secret_hash(
+        self, secret_hash: bytes
+    ) -> tuple[ApiKey, bytes, datetime | None] | None:
+        """The key a secret hash belongs to, with the stored hash and that secret's own expiry."""
+        row = self.connection.execute(
+            select(
+                *_KEY_COLUMNS,
+                key_secrets.c.secret_hash,
+                key_secrets.c.expires_at.label("secret_expires_at"),
+            )
+            .join(key_secrets, key_secrets.c.key_id == api_keys.c.id)
+            .where(key_secrets.c.secret_hash == secret_hash)
+        ).first()
+        if row is None:
+            return None
+        return _key_from_row(row), row.secret_hash, row.secret_expires_at
+
+    def touch_last_used(self, stamps: Sequence[tuple[str, datetime]]) -> None:
+        for key_id, used_at in stamps:
+            self.connection.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .where((api_keys.c.last_used_at.is_(None)) | (api_keys.c.last_used_at < used_at))
+                .values(last_used_at=used_at)
+            )
