@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
+from keyrack.service.events import KeyEvents, NoKeyEvents
 from keyrack.settings import Settings
 from keyrack.store import migrate
 from keyrack.store.engine import make_engine
@@ -24,6 +25,7 @@ class Runtime:
     engine: Engine
     hasher: SecretHasher
     key_format: KeyFormat
+    events: KeyEvents = field(default_factory=NoKeyEvents)
 
     def uow(self, *, write: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=write)

@@ -112,9 +112,20 @@ def test_unknown_well_formed_key_is_not_found(uow: FakeUnitOfWork) -> None:
 
 def test_deleted_key_stops_authenticating_and_hook_runs(uow: FakeUnitOfWork) -> None:
     created = create(uow)
-    revoked: list[str] = []
-    service.delete_key(uow=uow, org_id="acme", key_id=created.key.id, on_revoked=revoked.append)
-    assert revoked == [created.key.id]
+
+    class Events:
+        def __init__(self) -> None:
+            self.log: list[tuple[str, list[str]]] = []
+
+        def record(self, uow: object, key_ids: list[str]) -> None:
+            self.log.append(("record", list(key_ids)))
+
+        def applied(self, key_ids: list[str]) -> None:
+            self.log.append(("applied", list(key_ids)))
+
+    events = Events()
+    service.delete_key(uow=uow, org_id="acme", key_id=created.key.id, events=events)
+    assert events.log == [("record", [created.key.id]), ("applied", [created.key.id])]
     with pytest.raises(Unauthenticated):
         authenticate(uow=uow, key_format=FORMAT, hasher=HASHER, secret=created.secret)
     with pytest.raises(KeyNotFound):

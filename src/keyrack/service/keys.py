@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from keyrack.domain.errors import KeyNotFound, OrgExists, OrgNotFound
 from keyrack.domain.hashing import SecretHasher
@@ -18,9 +18,8 @@ from keyrack.domain.model import (
     utcnow,
 )
 from keyrack.domain.permissions import check_grant, normalize_permissions
+from keyrack.service.events import KeyEvents, NoKeyEvents
 from keyrack.store.uow import UnitOfWork
-
-RevocationHook = Callable[[str], None]
 
 
 def create_org(*, uow: UnitOfWork, org_id: str) -> Org:
@@ -78,13 +77,14 @@ def list_keys(*, uow: UnitOfWork, org_id: str) -> list[ApiKey]:
 
 
 def delete_key(
-    *, uow: UnitOfWork, org_id: str, key_id: str, on_revoked: RevocationHook | None = None
+    *, uow: UnitOfWork, org_id: str, key_id: str, events: KeyEvents | None = None
 ) -> None:
-    """Delete a key; `on_revoked` runs after the commit, before the caller answers anyone."""
+    """Delete a key; it stops authenticating everywhere (see `KeyEvents`)."""
+    events = events or NoKeyEvents()
     check_key_id(key_id)
     with uow:
         if not uow.repo.delete_key(org_id=org_id, key_id=key_id):
             raise KeyNotFound(f"no API key {key_id!r} in organization {org_id!r}")
+        events.record(uow, [key_id])
         uow.commit()
-    if on_revoked is not None:
-        on_revoked(key_id)
+    events.applied([key_id])

@@ -66,5 +66,7 @@ def delete_api_key(
     org_id: OrgIdPath, key_id: KeyIdPath, caller: OrgAdminDep, runtime: RuntimeDep
 ) -> MessageOut:
     """Revoke and remove a key (needs `admin`); it stops authenticating before this answers."""
-    key_service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=key_id)
+    key_service.delete_key(
+        uow=runtime.uow(write=True), org_id=org_id, key_id=key_id, events=runtime.events
+    )
     return MessageOut(message="API key deleted successfully")
