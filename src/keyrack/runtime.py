@@ -8,7 +8,9 @@ from sqlalchemy import Engine
 
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
+from keyrack.service.auth_failures import AuthFailureLog
 from keyrack.service.events import KeyEvents, NoKeyEvents
+from keyrack.service.sealing import ResponseSealer
 from keyrack.settings import Settings
 from keyrack.store import migrate
 from keyrack.store.engine import make_engine
@@ -25,12 +27,18 @@ class Runtime:
     engine: Engine
     hasher: SecretHasher
     key_format: KeyFormat
+    sealer: ResponseSealer
     events: KeyEvents = field(default_factory=NoKeyEvents)
+    auth_failures: AuthFailureLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.auth_failures = AuthFailureLog(lambda: self.uow(write=True))
 
     def uow(self, *, write: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=write)
 
     def close(self) -> None:
+        self.auth_failures.close()
         self.engine.dispose()
 
 
@@ -42,10 +50,12 @@ def build_runtime(settings: Settings, *, migrate_sqlite: bool = True) -> Runtime
     engine = make_engine(settings.resolved_database_url)
     if settings.is_sqlite and migrate_sqlite:
         migrate.upgrade(engine)
+    pepper = settings.load_pepper()
     return Runtime(
         settings=settings,
         engine=engine,
-        hasher=SecretHasher(settings.load_pepper()),
+        hasher=SecretHasher(pepper),
+        sealer=ResponseSealer(pepper),
         key_format=KeyFormat(settings.key_prefix),
     )
 

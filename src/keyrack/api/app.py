@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from keyrack import __version__
 from keyrack.api import errors
 from keyrack.api.asgi import AccessLog, ASGIApp, BodyLimit
-from keyrack.api.routes import keys
+from keyrack.api.routes import audit, key_lifecycle, keys, policy
 from keyrack.runtime import Runtime, build_runtime, check_schema
 from keyrack.settings import Settings
 
@@ -32,6 +32,9 @@ def create_management_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(keys.router)
+    app.include_router(key_lifecycle.router)
+    app.include_router(audit.router)
+    app.include_router(policy.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -10,7 +10,8 @@ from fastapi import Depends, Path, Request
 from pydantic import BaseModel, ValidationError
 
 from keyrack.api.problems import HttpProblem
-from keyrack.domain.errors import InvalidInput
+from keyrack.domain.audit import RequestTrail
+from keyrack.domain.errors import InvalidInput, PermissionDenied, Unauthenticated
 from keyrack.domain.model import KEY_ID_PATTERN, ORG_ID_PATTERN, Principal
 from keyrack.domain.permissions import ADMIN
 from keyrack.runtime import Runtime
@@ -47,21 +48,63 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def client_ip(request: Request) -> str | None:
+    """The client's address as the audit log records it (the peer of this connection)."""
+    return request.client.host if request.client else None
+
+
+def request_id(request: Request) -> str | None:
+    """The id the access-log layer assigned (`scope["state"]`), else the client's X-Request-ID."""
+    assigned = request.scope.get("state", {}).get("request_id")
+    return str(assigned) if assigned else request.headers.get("x-request-id")
+
+
+def get_trail(request: Request) -> RequestTrail:
+    return RequestTrail(client_ip=client_ip(request), request_id=request_id(request))
+
+
+TrailDep = Annotated[RequestTrail, Depends(get_trail)]
+
+
 def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
-    """Authentication comes first: a request without a valid key learns nothing else."""
-    return authenticate(
-        uow=runtime.uow(),
-        key_format=runtime.key_format,
-        hasher=runtime.hasher,
-        secret=presented_key(request),
-    )
+    """Authentication comes first: a request without a valid key learns nothing else.
+    A refused key that exists is counted for the audit log (written later, in bursts)."""
+    try:
+        return authenticate(
+            uow=runtime.uow(),
+            key_format=runtime.key_format,
+            hasher=runtime.hasher,
+            secret=presented_key(request),
+        )
+    except Unauthenticated as error:
+        if error.org_id and error.key_id:
+            runtime.auth_failures.note(
+                org_id=error.org_id,
+                key_id=error.key_id,
+                reason=error.code,
+                client_ip=client_ip(request),
+                request_id=request_id(request),
+            )
+        raise
 
 
 CallerDep = Annotated[Principal, Depends(get_caller)]
 
 
-def get_org_admin(org_id: OrgIdPath, caller: CallerDep) -> Principal:
-    authorize(caller, org_id=org_id, needed=[ADMIN])
+def get_org_admin(
+    request: Request, org_id: OrgIdPath, caller: CallerDep, runtime: RuntimeDep
+) -> Principal:
+    try:
+        authorize(caller, org_id=org_id, needed=[ADMIN])
+    except PermissionDenied as error:
+        runtime.auth_failures.note(
+            org_id=caller.org_id,
+            key_id=caller.key_id,
+            reason=error.code,
+            client_ip=client_ip(request),
+            request_id=request_id(request),
+        )
+        raise
     return caller
 
 
@@ -73,11 +116,14 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-def json_body(model: type[Model]) -> Callable[..., Awaitable[Model]]:
+def json_body(model: type[Model], *, optional: bool = False) -> Callable[..., Awaitable[Model]]:
     """A dependency parsing the body into `model`, run only after the caller is authorized
-    (unlike FastAPI's own body parsing, which would answer 400 before 401)."""
+    (unlike FastAPI's own body parsing, which would answer 400 before 401). With `optional`,
+    an empty body means `{}`."""
 
     async def parse(request: Request, _caller: OrgAdminDep) -> Model:
+        if optional and not await request.body():
+            return model.model_validate({})
         if not _is_json(request.headers.get("content-type", "")):
             raise HttpProblem(
                 415, "UNSUPPORTED_MEDIA_TYPE", "the request body must be application/json"

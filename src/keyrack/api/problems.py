@@ -16,6 +16,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.KeyrackError], int], ...] = (
     (errors.PermissionDenied, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
+    (errors.IdempotencyKeyReused, 422),
     (errors.ServiceUnavailable, 503),
 )
 

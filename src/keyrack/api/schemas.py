@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictStr, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 
+from keyrack.domain import limits
 from keyrack.domain.model import ApiKey, CreatedKey
 
 
@@ -22,6 +33,34 @@ Timestamp = Annotated[
 ]
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def parse_rfc3339(value: object) -> datetime:
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 time such as 2030-01-01T00:00:00Z")
+    return datetime.fromisoformat(value.upper()).astimezone(UTC)
+
+
+Rfc3339 = Annotated[
+    datetime,
+    BeforeValidator(parse_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time", "example": "2030-01-01T00:00:00Z"}),
+]
+
+
+class RateLimitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: StrictInt = Field(ge=1, le=limits.MAX_RATE_LIMIT, examples=[100])
+    window_seconds: StrictInt = Field(ge=1, le=limits.MAX_WINDOW_SECONDS, examples=[60])
+
+
+class QuotaBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: StrictInt = Field(ge=1, le=limits.MAX_QUOTA, examples=[10000])
+    period: Literal["day", "month"]
+
+
 class KeyOut(BaseModel):
     id: str = Field(examples=["key-7fJ2kq9XbLm3Np4Rs8Tv"])
     name: str = Field(examples=["My API Key"])
@@ -31,6 +70,11 @@ class KeyOut(BaseModel):
         description="The first characters of the secret, to recognise a key; never enough to use",
         examples=["kr_Ab3x"],
     )
+    expires_at: Timestamp | None = Field(description="When the key stops working; null: never")
+    last_used_at: Timestamp | None = Field(description="Last successful use; null when unknown")
+    enabled: bool = Field(description="A disabled key gets 401 DISABLED until enabled again")
+    rate_limit: RateLimitBody | None
+    quota: QuotaBody | None
 
     @classmethod
     def of(cls, key: ApiKey) -> KeyOut:
@@ -40,6 +84,11 @@ class KeyOut(BaseModel):
             created_at=key.created_at,
             permissions=list(key.permissions),
             start=key.start,
+            expires_at=key.expires_at,
+            last_used_at=key.last_used_at,
+            enabled=key.enabled,
+            rate_limit=key.rate_limit and RateLimitBody(**key.rate_limit.as_dict()),
+            quota=key.quota and QuotaBody(**key.quota.as_dict()),
         )
 
 
@@ -63,6 +112,13 @@ class CreateKeyIn(BaseModel):
     name: StrictStr = Field(description="1-128 characters after trimming, no control characters")
     permissions: list[StrictStr] = Field(
         description="Non-empty, unique, each of read, write, admin; at most what the caller holds"
+    )
+    expires_at: Rfc3339 | None = Field(default=None, description="In the future; omit: never")
+    rate_limit: RateLimitBody | None = Field(
+        default=None, description="Omit for the org policy's default_rate_limit; null for none"
+    )
+    quota: QuotaBody | None = Field(
+        default=None, description="Omit for the org policy's default_quota; null for none"
     )
 
 

@@ -44,6 +44,19 @@ class Unauthenticated(KeyrackError):
     code = "UNAUTHENTICATED"
     title = "Unauthorized"
 
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        org_id: str | None = None,
+        key_id: str | None = None,
+    ) -> None:
+        super().__init__(detail, code=code)
+        # Set when the refused key exists (expired, disabled, rotated out): for the audit log.
+        self.org_id = org_id
+        self.key_id = key_id
+
 
 class PermissionDenied(KeyrackError):
     code = "INSUFFICIENT_PERMISSIONS"
@@ -70,6 +83,17 @@ class Conflict(KeyrackError):
 
 class OrgExists(Conflict):
     code = "ORG_EXISTS"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "IDEMPOTENCY_IN_FLIGHT"
+
+
+class IdempotencyKeyReused(KeyrackError):
+    """The same Idempotency-Key came with a different request (HTTP 422, as in the IETF draft)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    title = "Idempotency key reused"
 
 
 class ServiceUnavailable(KeyrackError):

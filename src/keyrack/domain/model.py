@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from keyrack.domain.errors import InvalidInput
+from keyrack.domain.limits import Quota, RateLimit
 
 ORG_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 KEY_ID_PATTERN = r"^key-[A-Za-z0-9]{1,64}$"
@@ -49,6 +50,18 @@ def normalize_name(name: str) -> str:
     return name
 
 
+def check_future_expiry(expires_at: datetime | None, *, now: datetime) -> datetime | None:
+    """An expiry is stored in UTC at second precision (rounded down) and must be in the future."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        raise InvalidInput("must be an RFC 3339 time with a UTC offset", field="expires_at")
+    expires_at = expires_at.astimezone(UTC).replace(microsecond=0)
+    if expires_at <= now:
+        raise InvalidInput("must be in the future", field="expires_at")
+    return expires_at
+
+
 @dataclass(frozen=True)
 class Org:
     id: str
@@ -66,6 +79,8 @@ class ApiKey:
     expires_at: datetime | None = None
     enabled: bool = True
     last_used_at: datetime | None = None
+    rate_limit: RateLimit | None = None
+    quota: Quota | None = None
 
 
 @dataclass(frozen=True)

@@ -33,14 +33,15 @@ def authenticate(
     if not hasher.matches(stored_hash, digest):
         raise Unauthenticated("the API key is not valid", code="NOT_FOUND")
     now = now or utcnow()
+    known = {"org_id": key.org_id, "key_id": key.id}
     if secret_expires_at is not None and secret_expires_at <= now:
         raise Unauthenticated(
-            "the API key was rotated and its grace period is over", code="EXPIRED"
+            "the API key was rotated and its grace period is over", code="EXPIRED", **known
         )
     if key.expires_at is not None and key.expires_at <= now:
-        raise Unauthenticated("the API key has expired", code="EXPIRED")
+        raise Unauthenticated("the API key has expired", code="EXPIRED", **known)
     if not key.enabled:
-        raise Unauthenticated("the API key is disabled", code="DISABLED")
+        raise Unauthenticated("the API key is disabled", code="DISABLED", **known)
     return Principal(org_id=key.org_id, key_id=key.id, permissions=key.permissions, name=key.name)
 
 

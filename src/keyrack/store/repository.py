@@ -8,7 +8,11 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from keyrack.domain.limits import parse_quota, parse_rate_limit
 from keyrack.domain.model import ApiKey, Org
+from keyrack.domain.policy import OrgPolicy, parse_policy
+from keyrack.store.audit_queries import AuditQueries
+from keyrack.store.idempotency_queries import IdempotencyQueries
 from keyrack.store.tables import api_keys, key_secrets, orgs
 
 
@@ -23,7 +27,20 @@ def _key_from_row(row: Any) -> ApiKey:
         expires_at=row.expires_at,
         enabled=row.enabled,
         last_used_at=row.last_used_at,
+        rate_limit=parse_rate_limit(row.rate_limit),
+        quota=parse_quota(row.quota),
     )
+
+
+def _key_values(key: ApiKey) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "permissions": ",".join(key.permissions),
+        "expires_at": key.expires_at,
+        "enabled": key.enabled,
+        "rate_limit": key.rate_limit and key.rate_limit.as_dict(),
+        "quota": key.quota and key.quota.as_dict(),
+    }
 
 
 _KEY_COLUMNS = (
@@ -36,10 +53,12 @@ _KEY_COLUMNS = (
     api_keys.c.expires_at,
     api_keys.c.enabled,
     api_keys.c.last_used_at,
+    api_keys.c.rate_limit,
+    api_keys.c.quota,
 )
 
 
-class Repository:
+class Repository(AuditQueries, IdempotencyQueries):
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
@@ -60,18 +79,89 @@ class Repository:
     def count_orgs(self) -> int:
         return int(self.connection.execute(select(func.count()).select_from(orgs)).scalar_one())
 
+    def lock_org_policy(self, org_id: str) -> OrgPolicy | None:
+        """The org's policy, row-locked until commit (FOR UPDATE on PostgreSQL; SQLite's
+        BEGIN IMMEDIATE already serializes writers), or None when the org does not exist."""
+        row = self.connection.execute(
+            select(orgs.c.policy).where(orgs.c.id == org_id).with_for_update()
+        ).first()
+        return None if row is None else parse_policy(row.policy or {})
+
+    def get_policy(self, org_id: str) -> OrgPolicy | None:
+        row = self.connection.execute(select(orgs.c.policy).where(orgs.c.id == org_id)).first()
+        return None if row is None else parse_policy(row.policy or {})
+
+    def set_policy(self, org_id: str, policy: OrgPolicy) -> None:
+        self.connection.execute(
+            update(orgs).where(orgs.c.id == org_id).values(policy=policy.as_dict())
+        )
+
     # -- keys
+    def count_live_keys(self, *, org_id: str, now: datetime) -> int:
+        """Keys that have not expired (disabled ones count: they can be enabled again)."""
+        query = (
+            select(func.count())
+            .select_from(api_keys)
+            .where(api_keys.c.org_id == org_id)
+            .where(api_keys.c.expires_at.is_(None) | (api_keys.c.expires_at > now))
+        )
+        return int(self.connection.execute(query).scalar_one())
+
+    def list_keys_page(
+        self, *, org_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[ApiKey]:
+        query = select(*_KEY_COLUMNS).where(api_keys.c.org_id == org_id)
+        if after is not None:
+            created_at, key_id = after
+            query = query.where(
+                (api_keys.c.created_at > created_at)
+                | ((api_keys.c.created_at == created_at) & (api_keys.c.id > key_id))
+            )
+        query = query.order_by(api_keys.c.created_at, api_keys.c.id).limit(limit)
+        return [_key_from_row(row) for row in self.connection.execute(query)]
+
+    def update_key(self, key: ApiKey) -> None:
+        self.connection.execute(
+            update(api_keys)
+            .where(api_keys.c.org_id == key.org_id, api_keys.c.id == key.id)
+            .values(**_key_values(key))
+        )
+
+    def replace_secret(
+        self, *, key_id: str, secret_hash: bytes, now: datetime, old_until: datetime
+    ) -> None:
+        """Add a new secret; older ones keep working until `old_until` (the rotation grace)."""
+        finished = delete(key_secrets).where(key_secrets.c.key_id == key_id)
+        if old_until > now:  # with a grace period only secrets already past theirs go now
+            finished = finished.where(key_secrets.c.expires_at <= now)
+        self.connection.execute(finished)
+        self.connection.execute(
+            update(key_secrets)
+            .where(key_secrets.c.key_id == key_id)
+            .where(key_secrets.c.expires_at.is_(None) | (key_secrets.c.expires_at > old_until))
+            .values(expires_at=old_until)
+        )
+        self.connection.execute(
+            insert(key_secrets).values(secret_hash=secret_hash, key_id=key_id, created_at=now)
+        )
+
+    def update_start(self, *, key_id: str, start: str) -> None:
+        self.connection.execute(update(api_keys).where(api_keys.c.id == key_id).values(start=start))
+
+    def list_key_ids(self, *, org_id: str) -> list[str]:
+        rows = self.connection.execute(
+            select(api_keys.c.id).where(api_keys.c.org_id == org_id).order_by(api_keys.c.id)
+        )
+        return [row.id for row in rows]
+
     def add_key(self, key: ApiKey, *, secret_hash: bytes) -> None:
         self.connection.execute(
             insert(api_keys).values(
                 id=key.id,
                 org_id=key.org_id,
-                name=key.name,
-                permissions=",".join(key.permissions),
                 start=key.start,
                 created_at=key.created_at,
-                expires_at=key.expires_at,
-                enabled=key.enabled,
+                **_key_values(key),
             )
         )
         self.connection.execute(
@@ -93,6 +183,21 @@ class Repository:
             .order_by(api_keys.c.created_at, api_keys.c.id)
         )
         return [_key_from_row(row) for row in rows]
+
+    def delete_keys(self, *, org_id: str, key_ids: Sequence[str]) -> list[str]:
+        """Delete those of `key_ids` the org owns; returns the ids actually deleted."""
+        owned = [
+            row.id
+            for row in self.connection.execute(
+                select(api_keys.c.id)
+                .where(api_keys.c.org_id == org_id, api_keys.c.id.in_(list(key_ids)))
+                .order_by(api_keys.c.id)
+            )
+        ]
+        if owned:
+            self.connection.execute(delete(key_secrets).where(key_secrets.c.key_id.in_(owned)))
+            self.connection.execute(delete(api_keys).where(api_keys.c.id.in_(owned)))
+        return owned
 
     def delete_key(self, *, org_id: str, key_id: str) -> bool:
         # Secrets go first and explicitly, so that revocation never depends on cascade settings.

@@ -1,14 +1,26 @@
-"""The seed's three endpoints under /orgs/{org_id}/api_keys."""
+"""The key endpoints under /orgs/{org_id}/api_keys: the seed's three, plus reading one key."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 
-from keyrack.api.deps import KeyIdPath, OrgAdminDep, OrgIdPath, RuntimeDep, json_body
+from keyrack.api.deps import (
+    KeyIdPath,
+    OrgAdminDep,
+    OrgIdPath,
+    RuntimeDep,
+    TrailDep,
+    json_body,
+)
+from keyrack.api.idempotent import IdempotencyKeyHeader, run_idempotent
 from keyrack.api.schemas import CreatedKeyOut, CreateKeyIn, KeyOut, MessageOut, problem_responses
+from keyrack.domain.model import CreatedKey
+from keyrack.domain.pagination import DEFAULT_PAGE, MAX_PAGE
 from keyrack.service import keys as key_service
+from keyrack.service.idempotency import IdempotentRequest
 
 router = APIRouter(prefix="/orgs/{org_id}/api_keys", tags=["API keys"])
 
@@ -19,41 +31,116 @@ _CREATE_BODY_DOC = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateKeyIn"}}},
     }
 }
+PageLimit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE, description=f"Page size, 1-{MAX_PAGE}", examples=[100])
+]
+PageCursor = Annotated[
+    str | None,
+    Query(max_length=512, description="From the previous page's Link rel=next; opaque"),
+]
+_LINK_DOC = {
+    "Link": {
+        "description": 'The next page, when there is one: `</...?limit=N&cursor=C>; rel="next"`',
+        "schema": {"type": "string"},
+    }
+}
+
+
+def next_link(path: str, limit: int, cursor: str | None) -> dict[str, str]:
+    """RFC 8288 Link header announcing the next page (none on the last page)."""
+    return {"Link": f'<{path}?limit={limit}&cursor={cursor}>; rel="next"'} if cursor else {}
 
 
 @router.get(
     "",
     summary="Retrieve API keys",
     response_model=list[KeyOut],
-    responses=problem_responses(400, 401, 403, 404),
+    responses={200: {"headers": _LINK_DOC}, **problem_responses(400, 401, 403, 404)},
 )
-def list_api_keys(org_id: OrgIdPath, caller: OrgAdminDep, runtime: RuntimeDep) -> list[KeyOut]:
-    """Fetch all API keys of the organization (needs `admin`). Secrets are never returned."""
-    return [KeyOut.of(key) for key in key_service.list_keys(uow=runtime.uow(), org_id=org_id)]
+def list_api_keys(
+    org_id: OrgIdPath,
+    caller: OrgAdminDep,
+    runtime: RuntimeDep,
+    response: Response,
+    limit: PageLimit = DEFAULT_PAGE,
+    cursor: PageCursor = None,
+) -> list[KeyOut]:
+    """Fetch the organization's API keys in creation order (needs `admin`), a bare array; the
+    next page is in the `Link` header. Secrets are never returned."""
+    keys, next_cursor = key_service.list_keys_page(
+        uow=runtime.uow(), org_id=org_id, limit=limit, cursor=cursor
+    )
+    response.headers.update(next_link(f"/orgs/{org_id}/api_keys", limit, next_cursor))
+    return [KeyOut.of(key) for key in keys]
 
 
 @router.post(
     "",
     summary="Create a new API key",
     response_model=CreatedKeyOut,
-    responses=problem_responses(400, 401, 403, 404, 413, 415),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
     openapi_extra=_CREATE_BODY_DOC,
 )
 def create_api_key(
-    org_id: OrgIdPath, caller: OrgAdminDep, body: CreateBody, runtime: RuntimeDep
-) -> CreatedKeyOut:
-    """Generate a key (needs `admin`; grant only permissions you hold). The response's `key`
-    is the secret, shown this once."""
-    created = key_service.create_key(
-        uow=runtime.uow(write=True),
-        key_format=runtime.key_format,
-        hasher=runtime.hasher,
-        org_id=org_id,
-        name=body.name,
-        permissions=body.permissions,
+    request: Request,
+    org_id: OrgIdPath,
+    caller: OrgAdminDep,
+    body: CreateBody,
+    runtime: RuntimeDep,
+    trail: TrailDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> CreatedKeyOut | JSONResponse:
+    """Generate a key (needs `admin`; grant only permissions you hold; the org policy applies).
+    The response's `key` is the secret, shown this once. With `Idempotency-Key`, a retry
+    returns the first response and creates nothing."""
+    given = body.model_fields_set
+
+    def create(claim: IdempotentRequest | None) -> CreatedKey:
+        return key_service.create_key(
+            uow=runtime.uow(write=True),
+            key_format=runtime.key_format,
+            hasher=runtime.hasher,
+            org_id=org_id,
+            name=body.name,
+            permissions=body.permissions,
+            caller=caller,
+            expires_at=body.expires_at,
+            rate_limit=(
+                body.rate_limit and body.rate_limit.model_dump()
+                if "rate_limit" in given
+                else key_service.FROM_POLICY
+            ),
+            quota=(
+                body.quota and body.quota.model_dump()
+                if "quota" in given
+                else key_service.FROM_POLICY
+            ),
+            trail=trail,
+            idempotency=claim,
+        )
+
+    return run_idempotent(
+        request=request,
+        runtime=runtime,
         caller=caller,
+        org_id=org_id,
+        header=idempotency_key,
+        body=body,
+        action=create,
     )
-    return CreatedKeyOut.of_created(created)
+
+
+@router.get(
+    "/{key_id}",
+    summary="Retrieve one API key",
+    response_model=KeyOut,
+    responses=problem_responses(400, 401, 403, 404),
+)
+def get_api_key(
+    org_id: OrgIdPath, key_id: KeyIdPath, caller: OrgAdminDep, runtime: RuntimeDep
+) -> KeyOut:
+    """One key of the organization (needs `admin`); never its secret."""
+    return KeyOut.of(key_service.get_key(uow=runtime.uow(), org_id=org_id, key_id=key_id))
 
 
 @router.delete(
@@ -63,10 +150,15 @@ def create_api_key(
     responses=problem_responses(400, 401, 403, 404),
 )
 def delete_api_key(
-    org_id: OrgIdPath, key_id: KeyIdPath, caller: OrgAdminDep, runtime: RuntimeDep
+    org_id: OrgIdPath, key_id: KeyIdPath, caller: OrgAdminDep, runtime: RuntimeDep, trail: TrailDep
 ) -> MessageOut:
     """Revoke and remove a key (needs `admin`); it stops authenticating before this answers."""
     key_service.delete_key(
-        uow=runtime.uow(write=True), org_id=org_id, key_id=key_id, events=runtime.events
+        uow=runtime.uow(write=True),
+        org_id=org_id,
+        key_id=key_id,
+        events=runtime.events,
+        caller=caller,
+        trail=trail,
     )
     return MessageOut(message="API key deleted successfully")

@@ -1,0 +1,58 @@
+"""An organization's key policy: read and replace."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from keyrack.api.deps import OrgAdminDep, OrgIdPath, RuntimeDep, TrailDep, json_body
+from keyrack.api.lifecycle_schemas import PolicyBody
+from keyrack.api.schemas import problem_responses
+from keyrack.service import policy as policy_service
+
+router = APIRouter(prefix="/orgs/{org_id}/policy", tags=["Organization policy"])
+
+
+@router.get(
+    "",
+    summary="Retrieve the key policy",
+    response_model=PolicyBody,
+    responses=problem_responses(400, 401, 403, 404),
+)
+def get_policy(org_id: OrgIdPath, caller: OrgAdminDep, runtime: RuntimeDep) -> PolicyBody:
+    """The rules new and changed keys must follow (needs `admin`)."""
+    return PolicyBody.of(policy_service.get_policy(uow=runtime.uow(), org_id=org_id))
+
+
+@router.put(
+    "",
+    summary="Replace the key policy",
+    response_model=PolicyBody,
+    responses=problem_responses(400, 401, 403, 404, 413, 415),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PolicyBody"}}
+            },
+        }
+    },
+)
+def put_policy(
+    org_id: OrgIdPath,
+    caller: OrgAdminDep,
+    body: Annotated[PolicyBody, Depends(json_body(PolicyBody))],
+    runtime: RuntimeDep,
+    trail: TrailDep,
+) -> PolicyBody:
+    """Replace the policy (needs `admin`; omitted fields mean no limit). It applies to keys
+    created or changed from now on; creates that break it get 400 naming the rule."""
+    policy = policy_service.set_policy(
+        uow=runtime.uow(write=True),
+        org_id=org_id,
+        document=body.model_dump(mode="json"),
+        caller=caller,
+        trail=trail,
+    )
+    return PolicyBody.of(policy)
