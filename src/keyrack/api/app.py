@@ -48,7 +48,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in str(responses.get("422")):  # keep our own 422s
+                responses.pop("422")
     components = schema.get("components", {}).get("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)

@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from keyrack.api.deps import KeyIdPath, OrgAdminDep, OrgIdPath, RuntimeDep, TrailDep, json_body
+from keyrack.api.deps import (
+    KeyIdPath,
+    OrgAdminDep,
+    OrgIdPath,
+    RuntimeDep,
+    TrailDep,
+    body_doc,
+    json_body,
+)
 from keyrack.api.idempotent import IdempotencyKeyHeader, run_idempotent
 from keyrack.api.lifecycle_schemas import KeyPatchIn, RevokedOut, RevokeIn, RotateIn
 from keyrack.api.schemas import CreatedKeyOut, KeyOut, problem_responses
@@ -18,17 +26,12 @@ from keyrack.service.idempotency import IdempotentRequest
 router = APIRouter(prefix="/orgs/{org_id}/api_keys", tags=["API keys"])
 
 
-def _body_doc(schema: str, *, required: bool = True) -> dict[str, object]:
-    ref = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
-    return {"requestBody": {"required": required, "content": {"application/json": ref}}}
-
-
 @router.patch(
     "/{key_id}",
     summary="Update an API key",
     response_model=KeyOut,
     responses=problem_responses(400, 401, 403, 404, 413, 415),
-    openapi_extra=_body_doc("KeyPatchIn"),
+    openapi_extra=body_doc(KeyPatchIn),
 )
 def update_api_key(
     org_id: OrgIdPath,
@@ -62,7 +65,7 @@ def update_api_key(
     summary="Rotate an API key's secret",
     response_model=CreatedKeyOut,
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
-    openapi_extra=_body_doc("RotateIn", required=False),
+    openapi_extra=body_doc(RotateIn, required=False),
 )
 def rotate_api_key(
     request: Request,
@@ -107,7 +110,7 @@ def rotate_api_key(
     summary="Revoke API keys in bulk",
     response_model=RevokedOut,
     responses=problem_responses(400, 401, 403, 404, 413, 415),
-    openapi_extra=_body_doc("RevokeIn"),
+    openapi_extra=body_doc(RevokeIn),
 )
 def revoke_api_keys(
     org_id: OrgIdPath,

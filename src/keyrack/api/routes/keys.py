@@ -13,6 +13,7 @@ from keyrack.api.deps import (
     OrgIdPath,
     RuntimeDep,
     TrailDep,
+    body_doc,
     json_body,
 )
 from keyrack.api.idempotent import IdempotencyKeyHeader, run_idempotent
@@ -25,12 +26,6 @@ from keyrack.service.idempotency import IdempotentRequest
 router = APIRouter(prefix="/orgs/{org_id}/api_keys", tags=["API keys"])
 
 CreateBody = Annotated[CreateKeyIn, Depends(json_body(CreateKeyIn))]
-_CREATE_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateKeyIn"}}},
-    }
-}
 PageLimit = Annotated[
     int, Query(ge=1, le=MAX_PAGE, description=f"Page size, 1-{MAX_PAGE}", examples=[100])
 ]
@@ -79,7 +74,7 @@ def list_api_keys(
     summary="Create a new API key",
     response_model=CreatedKeyOut,
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
-    openapi_extra=_CREATE_BODY_DOC,
+    openapi_extra=body_doc(CreateKeyIn),
 )
 def create_api_key(
     request: Request,

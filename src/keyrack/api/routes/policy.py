@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from keyrack.api.deps import OrgAdminDep, OrgIdPath, RuntimeDep, TrailDep, json_body
+from keyrack.api.deps import OrgAdminDep, OrgIdPath, RuntimeDep, TrailDep, body_doc, json_body
 from keyrack.api.lifecycle_schemas import PolicyBody
 from keyrack.api.schemas import problem_responses
 from keyrack.service import policy as policy_service
@@ -30,14 +30,7 @@ def get_policy(org_id: OrgIdPath, caller: OrgAdminDep, runtime: RuntimeDep) -> P
     summary="Replace the key policy",
     response_model=PolicyBody,
     responses=problem_responses(400, 401, 403, 404, 413, 415),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/PolicyBody"}}
-            },
-        }
-    },
+    openapi_extra=body_doc(PolicyBody),
 )
 def put_policy(
     org_id: OrgIdPath,
