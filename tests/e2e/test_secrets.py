@@ -23,6 +23,7 @@ def test_no_secret_in_database_files_logs_or_errors(tmp_path: Path) -> None:
                 response = client.post(
                     "/orgs/default/api_keys",
                     json={"name": f"scan {index}", "permissions": ["read", "write"]},
+                    headers={"Idempotency-Key": f"scan-{index}"},  # its stored response too
                 )
                 assert response.status_code == 200
                 created.append(response.json())

@@ -34,7 +34,6 @@ from keyrack.store.uow import UnitOfWork
 MAX_GRACE_SECONDS = 7 * 86_400
 MAX_BULK_KEYS = 1000
 UPDATABLE = ("name", "permissions", "enabled", "expires_at", "rate_limit", "quota")
-AUTH_RELEVANT = {"permissions", "enabled", "expires_at"}
 
 
 def _changed_key(key: ApiKey, changes: Mapping[str, object], caller: Principal | None) -> ApiKey:
@@ -110,12 +109,11 @@ def update_key(
             target=key_id,
             details={"changed": sorted(changes)},
         )
-        relevant = AUTH_RELEVANT & set(changes)
-        if relevant:
-            events.record(uow, [key_id])
+        # Every field is announced, not only permissions/enabled/expires_at: verify answers
+        # with the name and enforces the limits, so a cached copy of any of them goes stale.
+        events.record(uow, [key_id])
         uow.commit()
-    if relevant:
-        events.applied([key_id])
+    events.applied([key_id])
     return updated
 
 
