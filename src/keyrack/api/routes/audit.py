@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from keyrack.api.deps import OrgAdminDep, OrgIdPath, RuntimeDep
 from keyrack.api.lifecycle_schemas import AuditEventOut
-from keyrack.api.routes.keys import PageCursor, PageLimit, next_link
+from keyrack.api.paging import LINK_HEADER_DOC, PageCursor, PageLimit, next_link
 from keyrack.api.schemas import parse_rfc3339, problem_responses
 from keyrack.domain.audit import ACTIONS
 from keyrack.domain.errors import InvalidInput
@@ -36,7 +36,7 @@ def _time(value: str | None, field: str) -> datetime | None:
     "",
     summary="Retrieve audit events",
     response_model=list[AuditEventOut],
-    responses=problem_responses(400, 401, 403, 404),
+    responses={200: {"headers": LINK_HEADER_DOC}, **problem_responses(400, 401, 403, 404)},
 )
 def list_audit_events(
     org_id: OrgIdPath,

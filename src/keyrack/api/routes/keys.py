@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from keyrack.api.deps import (
@@ -17,40 +17,23 @@ from keyrack.api.deps import (
     json_body,
 )
 from keyrack.api.idempotent import IdempotencyKeyHeader, run_idempotent
+from keyrack.api.paging import LINK_HEADER_DOC, PageCursor, PageLimit, next_link
 from keyrack.api.schemas import CreatedKeyOut, CreateKeyIn, KeyOut, MessageOut, problem_responses
 from keyrack.domain.model import CreatedKey
-from keyrack.domain.pagination import DEFAULT_PAGE, MAX_PAGE
+from keyrack.domain.pagination import DEFAULT_PAGE
 from keyrack.service import keys as key_service
 from keyrack.service.idempotency import IdempotentRequest
 
 router = APIRouter(prefix="/orgs/{org_id}/api_keys", tags=["API keys"])
 
 CreateBody = Annotated[CreateKeyIn, Depends(json_body(CreateKeyIn))]
-PageLimit = Annotated[
-    int, Query(ge=1, le=MAX_PAGE, description=f"Page size, 1-{MAX_PAGE}", examples=[100])
-]
-PageCursor = Annotated[
-    str | None,
-    Query(max_length=512, description="From the previous page's Link rel=next; opaque"),
-]
-_LINK_DOC = {
-    "Link": {
-        "description": 'The next page, when there is one: `</...?limit=N&cursor=C>; rel="next"`',
-        "schema": {"type": "string"},
-    }
-}
-
-
-def next_link(path: str, limit: int, cursor: str | None) -> dict[str, str]:
-    """RFC 8288 Link header announcing the next page (none on the last page)."""
-    return {"Link": f'<{path}?limit={limit}&cursor={cursor}>; rel="next"'} if cursor else {}
 
 
 @router.get(
     "",
     summary="Retrieve API keys",
     response_model=list[KeyOut],
-    responses={200: {"headers": _LINK_DOC}, **problem_responses(400, 401, 403, 404)},
+    responses={200: {"headers": LINK_HEADER_DOC}, **problem_responses(400, 401, 403, 404)},
 )
 def list_api_keys(
     org_id: OrgIdPath,
