@@ -9,6 +9,7 @@ Quotas count per calendar period in UTC (a day, a month) and reset at the period
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -134,15 +135,20 @@ class QuotaWindow:
 
 def quota_window(period: QuotaPeriod, now: float) -> QuotaWindow:
     """The UTC calendar day or month containing the Unix time `now`."""
-    moment = datetime.fromtimestamp(now, UTC)
+    return _quota_window(period, math.floor(now / 86_400))
+
+
+# Every request with a quota asks this; the answer only changes once a day.
+@functools.lru_cache(maxsize=64)
+def _quota_window(period: QuotaPeriod, day_number: int) -> QuotaWindow:
+    day = datetime.fromtimestamp(day_number * 86_400, UTC)
     if period == "day":
-        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
         return QuotaWindow(
-            period_id=start.strftime("%Y-%m-%d"),
-            start=start.timestamp(),
-            end=start.timestamp() + 86_400,
+            period_id=day.strftime("%Y-%m-%d"),
+            start=day.timestamp(),
+            end=day.timestamp() + 86_400,
         )
-    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = day.replace(day=1)
     days = calendar.monthrange(start.year, start.month)[1]
     return QuotaWindow(
         period_id=start.strftime("%Y-%m"),
@@ -162,7 +168,7 @@ def effective_limits(
     return rate_limit or default_rate_limit, quota or default_quota
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """One policy's answer for one request.
 
