@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -29,65 +28,23 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from keyrack.domain.errors import ServiceUnavailable
-from keyrack.domain.limits import (
-    Decision,
-    Quota,
-    RateLimit,
-    quota_decision,
-    quota_window,
-    rate_decision,
-)
+from keyrack.domain.limits import Quota, RateLimit
 from keyrack.logs import ThrottledLog
 from keyrack.service.limits import Usage
+from keyrack.store.limits_lua import (
+    ACQUIRE_LUA,
+    ScriptRequest,
+    script_call,
+    script_request,
+    usages,
+)
 
 FailureMode = Literal["open", "closed"]
 log = logging.getLogger("keyrack.limits")
 
-# KEYS: rate log (sorted set of admissions scored by ms), quota counter.
-# ARGV: rate limit (0: none), window ms, unique member, quota limit (0: none),
-#       quota expiry (Unix ms), "1" to only look (peek), now ms ("" to use Redis TIME).
-# Returns: rate ok, rate count, oldest ms (-1: none), quota ok, quota used, now ms.
-ACQUIRE_LUA = """
-local now
-if ARGV[7] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[7])
-end
-local rate_limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local quota_limit = tonumber(ARGV[4])
-local rate_ok, rate_count, quota_ok, quota_used = 1, 0, 1, 0
-if rate_limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-  rate_count = redis.call('ZCARD', KEYS[1])
-  if rate_count >= rate_limit then rate_ok = 0 end
-end
-if quota_limit > 0 then
-  quota_used = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if quota_used >= quota_limit then quota_ok = 0 end
-end
-if rate_ok == 1 and quota_ok == 1 and ARGV[6] ~= '1' then
-  if rate_limit > 0 then
-    redis.call('ZADD', KEYS[1], now, ARGV[3])
-    redis.call('PEXPIRE', KEYS[1], window)
-    rate_count = rate_count + 1
-  end
-  if quota_limit > 0 then
-    quota_used = redis.call('INCR', KEYS[2])
-    redis.call('PEXPIREAT', KEYS[2], ARGV[5])
-  end
-end
-local oldest = -1
-if rate_count > 0 then
-  oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
-end
-return {rate_ok, rate_count, oldest, quota_ok, quota_used, now}
-"""
-
-# Quota counters outlive their period by this much, so a late request still finds them.
-QUOTA_EXPIRY_SLACK_MS = 3_600_000
+# Requests waiting in one event-loop turn go to Redis together, in one script call: the
+# client-side cost of a round trip (encoding, syscalls, parsing) is paid once per batch.
+MAX_BATCH = 128
 
 
 class RedisLimitStore:
@@ -116,6 +73,8 @@ class RedisLimitStore:
         self._lock = threading.Lock()
         self._async: tuple[redis.asyncio.Redis, Any] | None = None
         self._sync: tuple[redis.Redis, Any] | None = None
+        self._pending: list[tuple[ScriptRequest, asyncio.Future[Usage]]] = []
+        self._in_flight: set[asyncio.Future[None]] = set()
         self.failures = 0
 
     # -- the LimitStore interface
@@ -149,47 +108,20 @@ class RedisLimitStore:
 
     # -- internals
 
-    def _script_args(
+    def _request(
         self, subject: str, rate_limit: RateLimit | None, quota: Quota | None, *, peek: bool
-    ) -> tuple[list[str], list[str | int]]:
-        now = self._clock()
-        period_id, expires_ms = "none", 0
-        if quota is not None:
-            window = quota_window(quota.period, now)
-            period_id, expires_ms = window.period_id, int(window.end * 1000) + QUOTA_EXPIRY_SLACK_MS
-        tag = f"{self._prefix}{{{subject}}}"  # one hash slot per subject (Redis Cluster)
-        keys = [f"{tag}:rate", f"{tag}:quota:{period_id}"]
-        args: list[str | int] = [
-            rate_limit.limit if rate_limit else 0,
-            rate_limit.window_seconds * 1000 if rate_limit else 0,
-            secrets.token_hex(8),
-            quota.limit if quota else 0,
-            expires_ms,
-            "1" if peek else "0",
-            "" if self._use_redis_time else int(now * 1000),
-        ]
-        return keys, args
+    ) -> ScriptRequest:
+        return script_request(
+            prefix=self._prefix,
+            subject=subject,
+            rate_limit=rate_limit,
+            quota=quota,
+            peek=peek,
+            now=self._clock(),
+        )
 
-    @staticmethod
-    def _usage(reply: list[int], rate_limit: RateLimit | None, quota: Quota | None) -> Usage:
-        rate_ok, rate_count, oldest_ms, quota_ok, quota_used, now_ms = (int(x) for x in reply)
-        now = now_ms / 1000
-        decisions: list[Decision] = []
-        if rate_limit is not None:
-            decisions.append(
-                rate_decision(
-                    rate_limit,
-                    allowed=bool(rate_ok),
-                    count=rate_count,
-                    oldest=oldest_ms / 1000 if oldest_ms >= 0 else None,
-                    now=now,
-                )
-            )
-        if quota is not None:
-            decisions.append(
-                quota_decision(quota, allowed=bool(quota_ok), used=quota_used, now=now)
-            )
-        return Usage(decisions=tuple(decisions))
+    def _now_ms(self) -> int | None:
+        return None if self._use_redis_time else int(self._clock() * 1000)
 
     def _is_down(self) -> bool:
         return time.monotonic() < self._down_until
@@ -242,24 +174,53 @@ class RedisLimitStore:
     ) -> Usage:
         if self._is_down():
             return self._unavailable("skipped", None)
-        keys, args = self._script_args(subject, rate_limit, quota, peek=peek)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Usage] = loop.create_future()
+        self._pending.append((self._request(subject, rate_limit, quota, peek=peek), future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._send_pending)
         try:
+            # The batch has its own deadline; this one only guards against the unforeseen.
+            async with asyncio.timeout(self._timeout * 3 + 0.1):
+                return await future
+        except (RedisError, OSError, TimeoutError) as error:
+            return self._unavailable("unreachable", error)
+
+    def _send_pending(self) -> None:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._send_pending)
+        task = asyncio.ensure_future(self._send(batch))
+        self._in_flight.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _send(self, batch: list[tuple[ScriptRequest, asyncio.Future[Usage]]]) -> None:
+        requests = [request for request, _ in batch]
+        try:
+            keys, args = script_call(requests, now_ms=self._now_ms())
             # A hard ceiling on top of the socket timeouts (connect, then a possible NOSCRIPT
             # reload, each get their own timeout).
             async with asyncio.timeout(self._timeout * 3):
                 reply = await self._async_script()(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as error:
-            return self._unavailable("unreachable", error)
-        return self._usage(reply, rate_limit, quota)
+            results = usages(requests, reply)
+        except Exception as error:  # noqa: BLE001 - handed to every caller waiting on it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), usage in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(usage)
 
     def _run_sync(
         self, subject: str, rate_limit: RateLimit | None, quota: Quota | None, *, peek: bool
     ) -> Usage:
         if self._is_down():
             return self._unavailable("skipped", None)
-        keys, args = self._script_args(subject, rate_limit, quota, peek=peek)
+        request = self._request(subject, rate_limit, quota, peek=peek)
         try:
+            keys, args = script_call([request], now_ms=self._now_ms())
             reply = self._sync_script()(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as error:
             return self._unavailable("unreachable", error)
-        return self._usage(reply, rate_limit, quota)
+        return usages([request], reply)[0]
