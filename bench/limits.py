@@ -24,19 +24,26 @@ QUOTA = Quota(limit=10**9, period="month")
 KEYS = 1_000
 
 
-async def sequential(limiter: UsageLimiter, calls: int, run: str) -> tuple[float, list[float]]:
-    """Calls one after another: ops/s and per-call latencies."""
+async def sequential(
+    limiter: UsageLimiter, calls: int, run: str
+) -> tuple[float, float, list[float]]:
+    """Calls one after another: calls/s, this process's CPU µs per call, per-call latencies."""
     latencies = []
+    cpu = time.process_time()
     started = time.perf_counter()
     for n in range(calls):
         before = time.perf_counter()
         await limiter.enforce(key_id=f"key-{run}-{n % KEYS}", rate_limit=RATE, quota=QUOTA)
         latencies.append(time.perf_counter() - before)
-    return calls / (time.perf_counter() - started), latencies
+    elapsed = time.perf_counter() - started
+    return calls / elapsed, (time.process_time() - cpu) / calls * 1e6, latencies
 
 
-async def concurrent(limiter: UsageLimiter, calls: int, tasks: int, run: str) -> float:
-    """`tasks` callers at once (as concurrent requests in one worker would be): ops/s."""
+async def concurrent(
+    limiter: UsageLimiter, calls: int, tasks: int, run: str
+) -> tuple[float, float]:
+    """`tasks` callers at once (as concurrent requests in one worker would be): calls/s and
+    this process's CPU µs per call."""
 
     async def caller(offset: int) -> None:
         for n in range(calls // tasks):
@@ -44,9 +51,11 @@ async def concurrent(limiter: UsageLimiter, calls: int, tasks: int, run: str) ->
                 key_id=f"key-{run}-{(offset + n) % KEYS}", rate_limit=RATE, quota=QUOTA
             )
 
+    cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(caller(t * 7) for t in range(tasks)))
-    return (calls // tasks * tasks) / (time.perf_counter() - started)
+    done = calls // tasks * tasks
+    return done / (time.perf_counter() - started), (time.process_time() - cpu) / done * 1e6
 
 
 async def noop_baseline(calls: int) -> float:
@@ -67,13 +76,13 @@ async def measure(name: str, store: LimitStore, calls: int, rows: list[str]) -> 
     limiter = UsageLimiter(store)
     run = uuid.uuid4().hex[:8]
     await sequential(limiter, min(calls, 2_000), run + "w")  # warm up (connections, script)
-    rate, latencies = await sequential(limiter, calls, run)
+    rate, cpu, latencies = await sequential(limiter, calls, run)
     rows.append(
-        f"| {name}, sequential | {rate:,.0f} | {statistics.median(latencies) * 1e6:.1f} "
-        f"| {pct(latencies, 0.99):.1f} |"
+        f"| {name}, sequential | {rate:,.0f} | {cpu:.1f} "
+        f"| {statistics.median(latencies) * 1e6:.1f} | {pct(latencies, 0.99):.1f} |"
     )
-    rate32 = await concurrent(limiter, calls, 32, run)
-    rows.append(f"| {name}, 32 concurrent callers | {rate32:,.0f} | | |")
+    rate32, cpu32 = await concurrent(limiter, calls, 32, run)
+    rows.append(f"| {name}, 32 concurrent callers | {rate32:,.0f} | {cpu32:.1f} | | |")
     await store.aclose()
 
 
@@ -87,16 +96,17 @@ async def main() -> None:
     parser.add_argument("--redis-calls", type=int, default=10_000)
     args = parser.parse_args()
     rows = [
-        "| limiter (rate limit + monthly quota, 1,000 keys) | calls/s | p50 µs | p99 µs |",
-        "|---|---|---|---|",
-        f"| baseline: an empty `await` | {await noop_baseline(args.calls):,.0f} | | |",
+        "| limiter (rate limit + monthly quota, 1,000 keys) | calls/s | CPU µs/call "
+        "| p50 µs | p99 µs |",
+        "|---|---|---|---|---|",
+        f"| baseline: an empty `await` | {await noop_baseline(args.calls):,.0f} | | | |",
     ]
     await measure("in-process", InProcessLimitStore(), args.calls, rows)
     redis_store = RedisLimitStore(args.redis_url, timeout_seconds=1.0, failure_mode="closed")
     try:
         await measure("Redis (Lua, loopback)", redis_store, args.redis_calls, rows)
     except Exception as error:
-        rows.append(f"| Redis: not measured ({type(error).__name__}: {error}) | | | |")
+        rows.append(f"| Redis: not measured ({type(error).__name__}: {error}) | | | | |")
     print("\n".join(rows))
 
 

@@ -180,9 +180,7 @@ class RedisLimitStore:
         if len(self._pending) == 1:
             loop.call_soon(self._send_pending)
         try:
-            # The batch has its own deadline; this one only guards against the unforeseen.
-            async with asyncio.timeout(self._timeout * 3 + 0.1):
-                return await future
+            return await future  # resolved by `_send`, whose call to Redis has a deadline
         except (RedisError, OSError, TimeoutError) as error:
             return self._unavailable("unreachable", error)
 
