@@ -11,7 +11,10 @@ import pytest
 from keyrack.domain.errors import RateLimited, UsageExceeded
 from keyrack.domain.limits import AUTH_FAILURE_POLICY, Quota, RateLimit
 from keyrack.service.limits import AuthFailureThrottle, UsageLimiter
+from keyrack.settings import Settings
 from keyrack.store.limits_memory import SWEEP_INTERVAL_SECONDS, InProcessLimitStore
+from keyrack.store.limits_redis import RedisLimitStore
+from keyrack.usage_controls import build_usage_controls
 
 
 class Clock:
@@ -156,3 +159,15 @@ def test_throttle_blocks_one_address_after_the_threshold(
     asyncio.run(throttle.record_failure("203.0.113.9"))  # past the threshold: not stored
     clock.now += 60
     asyncio.run(throttle.check("203.0.113.9"))
+
+
+def test_settings_choose_the_store() -> None:
+    embedded = build_usage_controls(Settings(auth_failure_limit=7))
+    assert isinstance(embedded.store, InProcessLimitStore)
+    assert embedded.auth_throttle.policy == RateLimit(7, 60)
+    shared = build_usage_controls(
+        Settings(redis_url="redis://127.0.0.1:1/0", limits_failure_mode="closed")
+    )
+    assert isinstance(shared.store, RedisLimitStore)
+    assert shared.store.failure_mode == "closed"
+    shared.close()
