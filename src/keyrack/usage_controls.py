@@ -46,13 +46,14 @@ def build_usage_controls(
     """`on_failure(reason)` is the metrics hook: called once per request decided without Redis
     (`reason` is "unreachable" for a failed attempt, "skipped" while Redis is left alone)."""
     store = make_limit_store(settings, on_failure=on_failure)
+    auth_throttle = AuthFailureThrottle(
+        store,
+        limit=settings.auth_failure_limit,
+        window_seconds=settings.auth_failure_window_seconds,
+    )
     return UsageControls(
         store=store,
-        limiter=UsageLimiter(store),
-        auth_throttle=AuthFailureThrottle(
-            store,
-            limit=settings.auth_failure_limit,
-            window_seconds=settings.auth_failure_window_seconds,
-        ),
+        limiter=UsageLimiter(store, auth_throttle=auth_throttle),
+        auth_throttle=auth_throttle,
         trusted_proxies=list(settings.trusted_proxies),
     )

@@ -18,7 +18,7 @@ import pytest
 
 from keyrack.domain.errors import RateLimited, ServiceUnavailable
 from keyrack.domain.limits import Quota, RateLimit
-from keyrack.service.limits import UsageLimiter
+from keyrack.service.limits import Guard, UsageLimiter
 from keyrack.settings import Settings
 from keyrack.store.limits_memory import InProcessLimitStore
 from keyrack.store.limits_redis import RedisLimitStore
@@ -87,21 +87,30 @@ def test_redis_decides_exactly_like_the_in_process_store(redis_url: str) -> None
     now = [time.time()]
     memory = InProcessLimitStore(clock=lambda: now[0])
     shared = RedisLimitStore(redis_url, clock=lambda: now[0], use_redis_time=False)
-    name, rng = subject(), random.Random(5)
-    rate, quota = RateLimit(4, 10), Quota(30, "day")
+    name, address, rng = subject(), subject(), random.Random(5)
+    rate, quota, guard = RateLimit(4, 10), Quota(30, "day"), Guard(address, RateLimit(3, 20))
+    outcomes: set[tuple[bool, bool]] = set()
     try:
-        for _ in range(120):
+        for _ in range(200):
             now[0] += rng.choice([0.0, 0.5, 1.0, 3.0])
-            if rng.random() < 0.1:
+            draw = rng.random()
+            if draw < 0.1:
                 pair = [s.peek_sync(subject=name, rate_limit=rate) for s in (memory, shared)]
+            elif draw < 0.4:  # a failed authentication from the address
+                pair = [
+                    s.acquire_sync(subject=address, rate_limit=guard.rate_limit, quota=None)
+                    for s in (memory, shared)
+                ]
             else:
                 pair = [
-                    s.acquire_sync(subject=name, rate_limit=rate, quota=quota)
+                    s.acquire_sync(subject=name, rate_limit=rate, quota=quota, guard=guard)
                     for s in (memory, shared)
                 ]
             assert pair[0] == pair[1]
+            outcomes.add((pair[0].allowed, pair[0].blocked_by is not None))
     finally:
         shared.close()
+    assert outcomes == {(True, False), (False, False), (False, True)}  # every path was taken
 
 
 def test_failed_logins_are_throttled_across_instances(redis_url: str) -> None:
@@ -114,8 +123,15 @@ def test_failed_logins_are_throttled_across_instances(redis_url: str) -> None:
         with pytest.raises(RateLimited):
             first.auth_throttle.check_sync(address)
         with pytest.raises(RateLimited):
-            asyncio.run(second.auth_throttle.check(address))
+            asyncio.run(second.auth_throttle.record_failure(address))
+        with pytest.raises(RateLimited):  # a valid key from there too, in the same call
+            first.limiter.enforce_sync(
+                key_id="key-valid", rate_limit=None, quota=None, address=address
+            )
         second.auth_throttle.check_sync(address + "-other")
+        first.limiter.enforce_sync(
+            key_id="key-valid", rate_limit=None, quota=None, address=address + "-other"
+        )
     finally:
         first.close()
         second.close()

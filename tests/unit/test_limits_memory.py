@@ -154,11 +154,34 @@ def test_throttle_blocks_one_address_after_the_threshold(
         throttle.check_sync("203.0.113.9")
     assert blocked.value.decisions[0].policy == AUTH_FAILURE_POLICY
     assert blocked.value.decisions[0].retry_after == 60
+    with pytest.raises(RateLimited):  # a further failure: 429 rather than 401, not stored
+        asyncio.run(throttle.record_failure("203.0.113.9"))
     throttle.check_sync("198.51.100.1")  # another address is unaffected
     throttle.check_sync(None)  # unknown address: never throttled
-    asyncio.run(throttle.record_failure("203.0.113.9"))  # past the threshold: not stored
     clock.now += 60
     asyncio.run(throttle.check("203.0.113.9"))
+
+
+def test_a_blocked_address_is_refused_even_with_a_valid_key(
+    store: InProcessLimitStore, clock: Clock
+) -> None:
+    """Otherwise a guesser would learn which guess was right from a 200 among the 429s."""
+    throttle = AuthFailureThrottle(store, limit=2, window_seconds=60)
+    limiter = UsageLimiter(store, auth_throttle=throttle)
+    rate = RateLimit(10, 60)
+    limiter.enforce_sync(key_id="key-v", rate_limit=rate, quota=None, address="203.0.113.9")
+    throttle.record_failure_sync("203.0.113.9")
+    throttle.record_failure_sync("203.0.113.9")
+    with pytest.raises(RateLimited) as blocked:
+        limiter.enforce_sync(key_id="key-v", rate_limit=None, quota=None, address="203.0.113.9")
+    assert [d.policy for d in blocked.value.decisions] == [AUTH_FAILURE_POLICY]
+    # the same key from another address works, and the refused request counted nothing
+    decisions = asyncio.run(
+        limiter.enforce(key_id="key-v", rate_limit=rate, quota=None, address="198.51.100.1")
+    )
+    assert decisions[0].remaining == 8
+    clock.now += 60
+    limiter.enforce_sync(key_id="key-v", rate_limit=rate, quota=None, address="203.0.113.9")
 
 
 def test_settings_choose_the_store() -> None:

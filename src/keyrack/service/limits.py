@@ -20,6 +20,7 @@ from keyrack.domain.limits import (
 
 DEFAULT_AUTH_FAILURE_LIMIT = 100
 DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60
+BLOCKED_DETAIL = "too many failed authentications from this address; retry later"
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,20 @@ class Usage:
 
     decisions: tuple[Decision, ...] = ()
     degraded: bool = False
+    blocked_by: Decision | None = None  # the guard that refused, if one did
 
     @property
     def allowed(self) -> bool:
-        return all(decision.allowed for decision in self.decisions)
+        return self.blocked_by is None and all(d.allowed for d in self.decisions)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Checked (never counted) in the same atomic step as an `acquire`: while `subject`'s log
+    is full under `rate_limit`, the request is refused and counts against nothing."""
+
+    subject: str
+    rate_limit: RateLimit
 
 
 class LimitStore(Protocol):
@@ -44,11 +55,21 @@ class LimitStore(Protocol):
     one store together never admit more than a limit)."""
 
     async def acquire(
-        self, *, subject: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
     ) -> Usage: ...
 
     def acquire_sync(
-        self, *, subject: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
     ) -> Usage: ...
 
     async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
@@ -65,6 +86,8 @@ class LimitStore(Protocol):
 def _raise_if_refused(usage: Usage) -> tuple[Decision, ...]:
     if usage.allowed:
         return usage.decisions
+    if usage.blocked_by is not None:
+        raise RateLimited(BLOCKED_DETAIL, decisions=(usage.blocked_by,))
     refused = {d.policy for d in usage.decisions if not d.allowed}
     if RATE_POLICY in refused and len(refused) == 1:
         raise RateLimited("the API key's rate limit is reached", decisions=usage.decisions)
@@ -73,30 +96,53 @@ def _raise_if_refused(usage: Usage) -> tuple[Decision, ...]:
 
 
 class UsageLimiter:
-    """Per-key rate limits and quotas."""
+    """Per-key rate limits and quotas, and (given the throttle) the caller address's block,
+    all in one store call per request."""
 
-    def __init__(self, store: LimitStore) -> None:
+    def __init__(self, store: LimitStore, auth_throttle: AuthFailureThrottle | None = None) -> None:
         self.store = store
+        self.auth_throttle = auth_throttle
+
+    def _guard(self, address: str | None) -> Guard | None:
+        if address is None or self.auth_throttle is None:
+            return None
+        return self.auth_throttle.guard(address)
 
     async def enforce(
-        self, *, key_id: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        key_id: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        address: str | None = None,
     ) -> tuple[Decision, ...]:
-        """Count one request of `key_id`; the decisions feed `limit_headers` on success.
+        """Count one request of an authenticated `key_id`, coming from `address`; the decisions
+        feed `limit_headers` on success.
 
-        Raises `RateLimited` or `UsageExceeded` (429, with the decisions for the headers)."""
-        if rate_limit is None and quota is None:
+        Raises `RateLimited` (the key's rate limit, or `address` is blocked after too many
+        failed authentications) or `UsageExceeded`: 429, with the decisions for the headers."""
+        guard = self._guard(address)
+        if rate_limit is None and quota is None and guard is None:
             return ()
         usage = await self.store.acquire(
-            subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota
+            subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota, guard=guard
         )
         return _raise_if_refused(usage)
 
     def enforce_sync(
-        self, *, key_id: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        key_id: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        address: str | None = None,
     ) -> tuple[Decision, ...]:
-        if rate_limit is None and quota is None:
+        guard = self._guard(address)
+        if rate_limit is None and quota is None and guard is None:
             return ()
-        usage = self.store.acquire_sync(subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota)
+        usage = self.store.acquire_sync(
+            subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota, guard=guard
+        )
         return _raise_if_refused(usage)
 
 
@@ -122,15 +168,15 @@ class AuthFailureThrottle:
     def _subject(address: str) -> str:
         return f"auth-failures:{address}"
 
+    def guard(self, address: str) -> Guard:
+        return Guard(subject=self._subject(address), rate_limit=self.policy)
+
     def _relabel(self, usage: Usage) -> tuple[Decision, ...]:
         return tuple(replace(d, policy=AUTH_FAILURE_POLICY) for d in usage.decisions)
 
     def _raise_if_blocked(self, usage: Usage) -> None:
         if not usage.allowed:
-            raise RateLimited(
-                "too many failed authentications from this address; retry later",
-                decisions=self._relabel(usage),
-            )
+            raise RateLimited(BLOCKED_DETAIL, decisions=self._relabel(usage))
 
     async def check(self, address: str | None) -> None:
         """Before authenticating: raises `RateLimited` if the address is over the threshold."""
@@ -146,15 +192,20 @@ class AuthFailureThrottle:
             )
 
     async def record_failure(self, address: str | None) -> None:
-        """After a failed authentication (401). Failures past the threshold are not stored:
-        the address is blocked anyway, and the log stays bounded."""
+        """After a failed authentication: raises `RateLimited` when the address is blocked
+        (answer 429 instead of 401). Failures past the threshold are not stored: the address
+        is blocked anyway, and the log stays bounded."""
         if address is not None:
-            await self.store.acquire(
-                subject=self._subject(address), rate_limit=self.policy, quota=None
+            self._raise_if_blocked(
+                await self.store.acquire(
+                    subject=self._subject(address), rate_limit=self.policy, quota=None
+                )
             )
 
     def record_failure_sync(self, address: str | None) -> None:
         if address is not None:
-            self.store.acquire_sync(
-                subject=self._subject(address), rate_limit=self.policy, quota=None
+            self._raise_if_blocked(
+                self.store.acquire_sync(
+                    subject=self._subject(address), rate_limit=self.policy, quota=None
+                )
             )

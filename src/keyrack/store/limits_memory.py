@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from keyrack.domain.limits import (
+    AUTH_FAILURE_POLICY,
     Decision,
     Quota,
     RateLimit,
@@ -21,7 +22,7 @@ from keyrack.domain.limits import (
     quota_window,
     rate_decision,
 )
-from keyrack.service.limits import Usage
+from keyrack.service.limits import Guard, Usage
 
 SWEEP_INTERVAL_SECONDS = 30.0
 
@@ -55,17 +56,22 @@ class InProcessLimitStore:
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
 
     def acquire_sync(
-        self, *, subject: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
     ) -> Usage:
         now = self._clock()
         with self._lock:
             self._sweep(now)
+            blocked_by = self._blocked_by(guard, now) if guard else None
             log = self._log(subject, rate_limit, now) if rate_limit else None
             count = self._count(subject, quota, now) if quota else None
             rate_ok = log is None or rate_limit is None or len(log.admitted) < rate_limit.limit
             quota_ok = count is None or quota is None or count.used < quota.limit
-            allowed = rate_ok and quota_ok
-            if allowed:
+            if blocked_by is None and rate_ok and quota_ok:
                 if log is not None:
                     log.admitted.append(now)
                 if count is not None:
@@ -83,7 +89,23 @@ class InProcessLimitStore:
                 )
             if quota is not None and count is not None:
                 decisions.append(quota_decision(quota, allowed=quota_ok, used=count.used, now=now))
-        return Usage(decisions=tuple(decisions))
+        return Usage(decisions=tuple(decisions), blocked_by=blocked_by)
+
+    def _blocked_by(self, guard: Guard, now: float) -> Decision | None:
+        log = self._logs.get(guard.subject)
+        if log is None:
+            return None
+        log.trim(now)
+        if len(log.admitted) < guard.rate_limit.limit:
+            return None
+        return rate_decision(
+            guard.rate_limit,
+            allowed=False,
+            count=len(log.admitted),
+            oldest=log.admitted[0],
+            now=now,
+            policy=AUTH_FAILURE_POLICY,
+        )
 
     def peek_sync(self, *, subject: str, rate_limit: RateLimit) -> Usage:
         now = self._clock()
@@ -102,10 +124,15 @@ class InProcessLimitStore:
         return Usage(decisions=(decision,))
 
     async def acquire(
-        self, *, subject: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
     ) -> Usage:
         # Never blocks for long (a short critical section, no I/O), so no thread hop is needed.
-        return self.acquire_sync(subject=subject, rate_limit=rate_limit, quota=quota)
+        return self.acquire_sync(subject=subject, rate_limit=rate_limit, quota=quota, guard=guard)
 
     async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
         return self.peek_sync(subject=subject, rate_limit=rate_limit)

@@ -30,7 +30,7 @@ from redis.retry import Retry
 from keyrack.domain.errors import ServiceUnavailable
 from keyrack.domain.limits import Quota, RateLimit
 from keyrack.logs import ThrottledLog
-from keyrack.service.limits import Usage
+from keyrack.service.limits import Guard, Usage
 from keyrack.store.limits_lua import (
     ACQUIRE_LUA,
     ScriptRequest,
@@ -80,20 +80,30 @@ class RedisLimitStore:
     # -- the LimitStore interface
 
     async def acquire(
-        self, *, subject: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
     ) -> Usage:
-        return await self._run_async(subject, rate_limit, quota, peek=False)
+        return await self._run_async(self._request(subject, rate_limit, quota, guard=guard))
 
     def acquire_sync(
-        self, *, subject: str, rate_limit: RateLimit | None, quota: Quota | None
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
     ) -> Usage:
-        return self._run_sync(subject, rate_limit, quota, peek=False)
+        return self._run_sync(self._request(subject, rate_limit, quota, guard=guard))
 
     async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
-        return await self._run_async(subject, rate_limit, None, peek=True)
+        return await self._run_async(self._request(subject, rate_limit, None, peek=True))
 
     def peek_sync(self, *, subject: str, rate_limit: RateLimit) -> Usage:
-        return self._run_sync(subject, rate_limit, None, peek=True)
+        return self._run_sync(self._request(subject, rate_limit, None, peek=True))
 
     async def aclose(self) -> None:
         if self._async is not None:
@@ -109,7 +119,13 @@ class RedisLimitStore:
     # -- internals
 
     def _request(
-        self, subject: str, rate_limit: RateLimit | None, quota: Quota | None, *, peek: bool
+        self,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        *,
+        peek: bool = False,
+        guard: Guard | None = None,
     ) -> ScriptRequest:
         return script_request(
             prefix=self._prefix,
@@ -118,6 +134,7 @@ class RedisLimitStore:
             quota=quota,
             peek=peek,
             now=self._clock(),
+            guard=guard,
         )
 
     def _now_ms(self) -> int | None:
@@ -169,14 +186,12 @@ class RedisLimitStore:
                 self._sync = (client, client.register_script(ACQUIRE_LUA))
             return self._sync[1]
 
-    async def _run_async(
-        self, subject: str, rate_limit: RateLimit | None, quota: Quota | None, *, peek: bool
-    ) -> Usage:
+    async def _run_async(self, request: ScriptRequest) -> Usage:
         if self._is_down():
             return self._unavailable("skipped", None)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Usage] = loop.create_future()
-        self._pending.append((self._request(subject, rate_limit, quota, peek=peek), future))
+        self._pending.append((request, future))
         if len(self._pending) == 1:
             loop.call_soon(self._send_pending)
         try:
@@ -210,12 +225,9 @@ class RedisLimitStore:
             if not future.done():
                 future.set_result(usage)
 
-    def _run_sync(
-        self, subject: str, rate_limit: RateLimit | None, quota: Quota | None, *, peek: bool
-    ) -> Usage:
+    def _run_sync(self, request: ScriptRequest) -> Usage:
         if self._is_down():
             return self._unavailable("skipped", None)
-        request = self._request(subject, rate_limit, quota, peek=peek)
         try:
             keys, args = script_call([request], now_ms=self._now_ms())
             reply = self._sync_script()(keys=keys, args=args)
