@@ -1,8 +1,9 @@
 """The usage limiter's own cost, in-process and on Redis, async (as /verify will call it).
 
-Reference for the later `/verify` benchmark: what one `UsageLimiter.enforce` with a rate limit
-and a quota adds per request. Run: `.venv/bin/python bench/limits.py [--redis-url URL]`
-(default `KEYRACK_REDIS_URL`, else redis://127.0.0.1:6379/0; without Redis only in-process).
+Reference for the later `/verify` benchmark: what one `UsageLimiter.enforce` with a rate limit,
+a quota and the caller address's failed-login block adds per request.
+Run: `.venv/bin/python bench/limits.py [--redis-url URL]` (default `KEYRACK_REDIS_URL`, else
+redis://127.0.0.1:6379/0; without Redis only in-process).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import time
 import uuid
 
 from keyrack.domain.limits import Quota, RateLimit
-from keyrack.service.limits import LimitStore, UsageLimiter
+from keyrack.service.limits import AuthFailureThrottle, LimitStore, UsageLimiter
 from keyrack.store.limits_memory import InProcessLimitStore
 from keyrack.store.limits_redis import RedisLimitStore
 
 RATE = RateLimit(limit=100_000, window_seconds=1)  # generous: measure the admitted path
 QUOTA = Quota(limit=10**9, period="month")
 KEYS = 1_000
+ADDRESS = "192.0.2.10"  # the caller's failed-login block is checked in the same call
 
 
 async def sequential(
@@ -33,7 +35,9 @@ async def sequential(
     started = time.perf_counter()
     for n in range(calls):
         before = time.perf_counter()
-        await limiter.enforce(key_id=f"key-{run}-{n % KEYS}", rate_limit=RATE, quota=QUOTA)
+        await limiter.enforce(
+            key_id=f"key-{run}-{n % KEYS}", rate_limit=RATE, quota=QUOTA, address=ADDRESS
+        )
         latencies.append(time.perf_counter() - before)
     elapsed = time.perf_counter() - started
     return calls / elapsed, (time.process_time() - cpu) / calls * 1e6, latencies
@@ -48,7 +52,10 @@ async def concurrent(
     async def caller(offset: int) -> None:
         for n in range(calls // tasks):
             await limiter.enforce(
-                key_id=f"key-{run}-{(offset + n) % KEYS}", rate_limit=RATE, quota=QUOTA
+                key_id=f"key-{run}-{(offset + n) % KEYS}",
+                rate_limit=RATE,
+                quota=QUOTA,
+                address=ADDRESS,
             )
 
     cpu = time.process_time()
@@ -73,7 +80,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def measure(name: str, store: LimitStore, calls: int, rows: list[str]) -> None:
-    limiter = UsageLimiter(store)
+    limiter = UsageLimiter(store, auth_throttle=AuthFailureThrottle(store))
     run = uuid.uuid4().hex[:8]
     await sequential(limiter, min(calls, 2_000), run + "w")  # warm up (connections, script)
     rate, cpu, latencies = await sequential(limiter, calls, run)
@@ -96,8 +103,8 @@ async def main() -> None:
     parser.add_argument("--redis-calls", type=int, default=10_000)
     args = parser.parse_args()
     rows = [
-        "| limiter (rate limit + monthly quota, 1,000 keys) | calls/s | CPU µs/call "
-        "| p50 µs | p99 µs |",
+        "| limiter (rate limit + monthly quota + address block, 1,000 keys) | calls/s "
+        "| CPU µs/call | p50 µs | p99 µs |",
         "|---|---|---|---|---|",
         f"| baseline: an empty `await` | {await noop_baseline(args.calls):,.0f} | | | |",
     ]

@@ -5,6 +5,10 @@ Time comes from Redis (`TIME` inside the script) so instances with drifting cloc
 one sliding window; quota periods are named from the local clock (at a period boundary a
 drifting instance may count a request in the neighbouring period).
 
+Requests waiting in one event-loop turn share one script call (see `MAX_BATCH`), and a
+request's key and address live under different hash tags, so this needs one Redis (with
+replicas if wanted), not Redis Cluster. Async use is from one event loop (a server worker's).
+
 When Redis cannot be reached within the timeout the configured failure mode decides: `open`
 admits unchecked (`Usage.degraded`), `closed` raises `ServiceUnavailable` (503). After a
 failure Redis is left alone for `retry_interval` seconds, so an outage costs each request
