@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from keyrack.api.client_address import IPNetwork
 from keyrack.service.limits import AuthFailureThrottle, LimitStore, UsageLimiter
 from keyrack.settings import Settings
 from keyrack.store.limits_memory import InProcessLimitStore
@@ -17,7 +17,7 @@ class UsageControls:
     store: LimitStore
     limiter: UsageLimiter
     auth_throttle: AuthFailureThrottle
-    trusted_proxies: list[IPNetwork]
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
     async def aclose(self) -> None:
         await self.store.aclose()
