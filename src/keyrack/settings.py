@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_PEPPER_LENGTH = 32
 
@@ -34,6 +34,29 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Usage limits (rate limits, quotas, failed-authentication throttling).
+    redis_url: str | None = Field(
+        default=None, description="Redis shared by all instances; default: in-process counters"
+    )
+    limits_failure_mode: Literal["open", "closed"] = Field(
+        default="open", description="Redis unreachable: admit unchecked (open) or answer 503"
+    )
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
+    auth_failure_limit: int = Field(
+        default=100, ge=1, le=100_000, description="failed authentications per address..."
+    )
+    auth_failure_window_seconds: int = Field(default=60, ge=1, le=86_400, description="...per")
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated CIDRs whose X-Forwarded-For is believed",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _enforce_production_safety(self) -> Settings:

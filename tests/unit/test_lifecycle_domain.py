@@ -8,7 +8,7 @@ import pytest
 
 from keyrack.api.schemas import parse_rfc3339
 from keyrack.domain.errors import InvalidInput, PolicyViolation
-from keyrack.domain.limits import Quota, RateLimit, parse_quota, parse_rate_limit
+from keyrack.domain.limits import Quota, RateLimit
 from keyrack.domain.model import check_future_expiry
 from keyrack.domain.pagination import (
     event_cursor,
@@ -78,9 +78,9 @@ def test_policy_rules_name_the_rule_they_enforce() -> None:
 
 
 def test_limits_are_validated_with_their_field() -> None:
-    assert parse_rate_limit({"limit": 5, "window_seconds": 60}) == RateLimit(5, 60)
-    assert parse_quota({"limit": 5, "period": "day"}) == Quota(5, "day")
-    assert parse_rate_limit(None) is None
+    assert RateLimit.parse({"limit": 5, "window_seconds": 60}) == RateLimit(5, 60)
+    assert Quota.parse({"limit": 5, "period": "day"}) == Quota(5, "day")
+    assert RateLimit.parse(None) is None
     for value, field in [
         ({"limit": 10**9 + 1, "window_seconds": 1}, "rate_limit.limit"),
         ({"limit": 1, "window_seconds": 86_401}, "rate_limit.window_seconds"),
@@ -89,7 +89,7 @@ def test_limits_are_validated_with_their_field() -> None:
         ([1, 2], "rate_limit"),
     ]:
         with pytest.raises(InvalidInput) as raised:
-            parse_rate_limit(value)
+            RateLimit.parse(value)
         assert raised.value.field == field
 
 

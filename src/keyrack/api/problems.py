@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from keyrack.domain import errors
+from keyrack.domain.limits import limit_headers
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -17,6 +18,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.KeyrackError], int], ...] = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.IdempotencyKeyReused, 422),
+    (errors.LimitExceeded, 429),
     (errors.ServiceUnavailable, 503),
 )
 
@@ -86,6 +88,8 @@ def from_error(error: errors.KeyrackError) -> tuple[int, dict[str, Any], dict[st
         )
     if status == 503:
         headers["Retry-After"] = "1"
+    if isinstance(error, errors.LimitExceeded):
+        headers.update(limit_headers(error.decisions))
     detail = error.detail
     if error.field and not detail.startswith(error.field):
         detail = f"{error.field}: {detail}"

@@ -51,13 +51,13 @@ Rfc3339 = Annotated[
 
 class RateLimitBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit: StrictInt = Field(ge=1, le=limits.MAX_RATE_LIMIT, examples=[100])
-    window_seconds: StrictInt = Field(ge=1, le=limits.MAX_WINDOW_SECONDS, examples=[60])
+    limit: StrictInt = Field(ge=1, le=limits.RATE_LIMIT_MAX, examples=[100])
+    window_seconds: StrictInt = Field(ge=1, le=limits.RATE_WINDOW_MAX_SECONDS, examples=[60])
 
 
 class QuotaBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit: StrictInt = Field(ge=1, le=limits.MAX_QUOTA, examples=[10000])
+    limit: StrictInt = Field(ge=1, le=limits.QUOTA_LIMIT_MAX, examples=[10000])
     period: Literal["day", "month"]
 
 
@@ -87,8 +87,8 @@ class KeyOut(BaseModel):
             expires_at=key.expires_at,
             last_used_at=key.last_used_at,
             enabled=key.enabled,
-            rate_limit=key.rate_limit and RateLimitBody(**key.rate_limit.as_dict()),
-            quota=key.quota and QuotaBody(**key.quota.as_dict()),
+            rate_limit=key.rate_limit and RateLimitBody(**key.rate_limit.to_json()),
+            quota=key.quota and QuotaBody(**key.quota.to_json()),
         )
 
 

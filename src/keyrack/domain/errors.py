@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keyrack.domain.limits import Decision
+
 
 class KeyrackError(Exception):
     """Base of every expected failure; `code` is the stable machine code clients switch on."""
@@ -101,3 +107,26 @@ class ServiceUnavailable(KeyrackError):
 
     code = "SERVICE_UNAVAILABLE"
     title = "Service unavailable"
+
+
+class LimitExceeded(KeyrackError):
+    """A usage limit refused the request; `decisions` carry what the RateLimit headers report."""
+
+    code = "LIMIT_EXCEEDED"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, decisions: Sequence[Decision] = ()) -> None:
+        super().__init__(detail)
+        self.decisions = tuple(decisions)
+
+
+class RateLimited(LimitExceeded):
+    """Too many requests in the rate window (or too many failed authentications)."""
+
+    code = "RATE_LIMITED"
+
+
+class UsageExceeded(LimitExceeded):
+    """The key's quota for the current day or month is used up."""
+
+    code = "USAGE_EXCEEDED"

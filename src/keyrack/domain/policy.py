@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyrack.domain.errors import InvalidInput, PolicyViolation
-from keyrack.domain.limits import Quota, RateLimit, parse_quota, parse_rate_limit
+from keyrack.domain.limits import Quota, RateLimit
 from keyrack.domain.permissions import ALL_PERMISSIONS, normalize_permissions
 
 MAX_LIFETIME_SECONDS = 10 * 366 * 86_400  # ten years: anything longer is "no limit"
@@ -38,8 +38,8 @@ class OrgPolicy:
             "require_expiry": self.require_expiry,
             "allowed_permissions": list(self.allowed_permissions),
             "max_active_keys": self.max_active_keys,
-            "default_rate_limit": self.default_rate_limit and self.default_rate_limit.as_dict(),
-            "default_quota": self.default_quota and self.default_quota.as_dict(),
+            "default_rate_limit": self.default_rate_limit and self.default_rate_limit.to_json(),
+            "default_quota": self.default_quota and self.default_quota.to_json(),
         }
 
     def check_expiry(self, expires_at: datetime | None, *, now: datetime) -> None:
@@ -108,8 +108,8 @@ def parse_policy(data: Mapping[str, object]) -> OrgPolicy:
         require_expiry=require_expiry,
         allowed_permissions=normalize_permissions(allowed, field="allowed_permissions"),
         max_active_keys=_optional_int(data, "max_active_keys", MAX_ACTIVE_KEYS),
-        default_rate_limit=parse_rate_limit(
+        default_rate_limit=RateLimit.parse(
             data.get("default_rate_limit"), field="default_rate_limit"
         ),
-        default_quota=parse_quota(data.get("default_quota"), field="default_quota"),
+        default_quota=Quota.parse(data.get("default_quota"), field="default_quota"),
     )

@@ -15,7 +15,7 @@ from keyrack.domain.audit import KEY_REVOKE, KEY_ROTATE, KEY_UPDATE, RequestTrai
 from keyrack.domain.errors import InvalidInput, KeyNotFound, OrgNotFound
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
-from keyrack.domain.limits import parse_quota, parse_rate_limit
+from keyrack.domain.limits import Quota, RateLimit
 from keyrack.domain.model import (
     ApiKey,
     CreatedKey,
@@ -62,9 +62,9 @@ def _changed_key(key: ApiKey, changes: Mapping[str, object], caller: Principal |
             raise InvalidInput("must be an RFC 3339 time or null", field="expires_at")
         updated = replace(updated, expires_at=check_future_expiry(value, now=utcnow()))
     if "rate_limit" in changes:
-        updated = replace(updated, rate_limit=parse_rate_limit(changes["rate_limit"]))
+        updated = replace(updated, rate_limit=RateLimit.parse(changes["rate_limit"]))
     if "quota" in changes:
-        updated = replace(updated, quota=parse_quota(changes["quota"]))
+        updated = replace(updated, quota=Quota.parse(changes["quota"]))
     return updated
 
 

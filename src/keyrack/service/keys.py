@@ -9,7 +9,7 @@ from keyrack.domain.audit import KEY_CREATE, KEY_DELETE, RequestTrail
 from keyrack.domain.errors import KeyNotFound, OrgExists, OrgNotFound
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat, new_key_id
-from keyrack.domain.limits import parse_quota, parse_rate_limit
+from keyrack.domain.limits import Quota, RateLimit
 from keyrack.domain.model import (
     ApiKey,
     CreatedKey,
@@ -74,8 +74,8 @@ def create_key(
     if caller is not None:
         check_grant(caller.permissions, granted)
     expires_at = check_future_expiry(expires_at, now=now)
-    own_rate_limit = None if rate_limit is FROM_POLICY else parse_rate_limit(rate_limit)
-    own_quota = None if quota is FROM_POLICY else parse_quota(quota)
+    own_rate_limit = None if rate_limit is FROM_POLICY else RateLimit.parse(rate_limit)
+    own_quota = None if quota is FROM_POLICY else Quota.parse(quota)
     secret = key_format.generate()
     with uow:
         policy = uow.repo.lock_org_policy(org_id)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from keyrack.domain.limits import parse_quota, parse_rate_limit
+from keyrack.domain.limits import Quota, RateLimit
 from keyrack.domain.model import ApiKey, Org
 from keyrack.domain.policy import OrgPolicy, parse_policy
 from keyrack.store.audit_queries import AuditQueries
@@ -27,8 +27,8 @@ def _key_from_row(row: Any) -> ApiKey:
         expires_at=row.expires_at,
         enabled=row.enabled,
         last_used_at=row.last_used_at,
-        rate_limit=parse_rate_limit(row.rate_limit),
-        quota=parse_quota(row.quota),
+        rate_limit=RateLimit.parse(row.rate_limit),
+        quota=Quota.parse(row.quota),
     )
 
 
@@ -38,8 +38,8 @@ def _key_values(key: ApiKey) -> dict[str, Any]:
         "permissions": ",".join(key.permissions),
         "expires_at": key.expires_at,
         "enabled": key.enabled,
-        "rate_limit": key.rate_limit and key.rate_limit.as_dict(),
-        "quota": key.quota and key.quota.as_dict(),
+        "rate_limit": key.rate_limit and key.rate_limit.to_json(),
+        "quota": key.quota and key.quota.to_json(),
     }
 
 

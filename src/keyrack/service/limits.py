@@ -1,0 +1,211 @@
+"""Usage limits as use cases: enforce a key's rate limit and quota, throttle failed logins.
+
+Both run on a `LimitStore` (in-process or Redis, see `keyrack.store.limits_*`), in an async
+flavour for the verify path and a sync one for management handlers running in threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from keyrack.domain.errors import RateLimited, UsageExceeded
+from keyrack.domain.limits import (
+    AUTH_FAILURE_POLICY,
+    RATE_POLICY,
+    Decision,
+    Quota,
+    RateLimit,
+)
+
+DEFAULT_AUTH_FAILURE_LIMIT = 100
+DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60
+BLOCKED_DETAIL = "too many failed authentications from this address; retry later"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a store answered: one decision per policy that applies, in the order rate, quota.
+
+    `degraded` is true when the store could not be reached and the configured failure mode
+    let the request through unchecked (then there are no decisions to report).
+    """
+
+    decisions: tuple[Decision, ...] = ()
+    degraded: bool = False
+    blocked_by: Decision | None = None  # the guard that refused, if one did
+
+    @property
+    def allowed(self) -> bool:
+        return self.blocked_by is None and all(d.allowed for d in self.decisions)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Checked (never counted) in the same atomic step as an `acquire`: while `subject`'s log
+    is full under `rate_limit`, the request is refused and counts against nothing."""
+
+    subject: str
+    rate_limit: RateLimit
+
+
+class LimitStore(Protocol):
+    """Counts admitted requests per subject. `acquire` checks every given policy and, only if
+    all allow, counts the request against all of them, atomically (several instances sharing
+    one store together never admit more than a limit)."""
+
+    async def acquire(
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
+    ) -> Usage: ...
+
+    def acquire_sync(
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
+    ) -> Usage: ...
+
+    async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
+        """The rate decision as if a request came now, without counting one."""
+        ...
+
+    def peek_sync(self, *, subject: str, rate_limit: RateLimit) -> Usage: ...
+
+    async def aclose(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _raise_if_refused(usage: Usage) -> tuple[Decision, ...]:
+    if usage.allowed:
+        return usage.decisions
+    if usage.blocked_by is not None:
+        raise RateLimited(BLOCKED_DETAIL, decisions=(usage.blocked_by,))
+    refused = {d.policy for d in usage.decisions if not d.allowed}
+    if RATE_POLICY in refused and len(refused) == 1:
+        raise RateLimited("the API key's rate limit is reached", decisions=usage.decisions)
+    # A used-up quota outlasts any rate window, so it is the reason worth reporting.
+    raise UsageExceeded("the API key's usage quota is used up", decisions=usage.decisions)
+
+
+class UsageLimiter:
+    """Per-key rate limits and quotas, and (given the throttle) the caller address's block,
+    all in one store call per request."""
+
+    def __init__(self, store: LimitStore, auth_throttle: AuthFailureThrottle | None = None) -> None:
+        self.store = store
+        self.auth_throttle = auth_throttle
+
+    def _guard(self, address: str | None) -> Guard | None:
+        if address is None or self.auth_throttle is None:
+            return None
+        return self.auth_throttle.guard(address)
+
+    async def enforce(
+        self,
+        *,
+        key_id: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        address: str | None = None,
+    ) -> tuple[Decision, ...]:
+        """Count one request of an authenticated `key_id`, coming from `address`; the decisions
+        feed `limit_headers` on success.
+
+        Raises `RateLimited` (the key's rate limit, or `address` is blocked after too many
+        failed authentications) or `UsageExceeded`: 429, with the decisions for the headers."""
+        guard = self._guard(address)
+        if rate_limit is None and quota is None and guard is None:
+            return ()
+        usage = await self.store.acquire(
+            subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota, guard=guard
+        )
+        return _raise_if_refused(usage)
+
+    def enforce_sync(
+        self,
+        *,
+        key_id: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        address: str | None = None,
+    ) -> tuple[Decision, ...]:
+        guard = self._guard(address)
+        if rate_limit is None and quota is None and guard is None:
+            return ()
+        usage = self.store.acquire_sync(
+            subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota, guard=guard
+        )
+        return _raise_if_refused(usage)
+
+
+class AuthFailureThrottle:
+    """Failed authentications per client address: once `limit` failures fall within
+    `window_seconds`, that address gets 429 until the oldest of them leaves the window.
+
+    Keyed by address only, so valid keys presented from other addresses are never affected.
+    A request without a known address (no client in the ASGI scope) is not throttled.
+    """
+
+    def __init__(
+        self,
+        store: LimitStore,
+        *,
+        limit: int = DEFAULT_AUTH_FAILURE_LIMIT,
+        window_seconds: int = DEFAULT_AUTH_FAILURE_WINDOW_SECONDS,
+    ) -> None:
+        self.store = store
+        self.policy = RateLimit(limit=limit, window_seconds=window_seconds)
+
+    @staticmethod
+    def _subject(address: str) -> str:
+        return f"auth-failures:{address}"
+
+    def guard(self, address: str) -> Guard:
+        return Guard(subject=self._subject(address), rate_limit=self.policy)
+
+    def _relabel(self, usage: Usage) -> tuple[Decision, ...]:
+        return tuple(replace(d, policy=AUTH_FAILURE_POLICY) for d in usage.decisions)
+
+    def _raise_if_blocked(self, usage: Usage) -> None:
+        if not usage.allowed:
+            raise RateLimited(BLOCKED_DETAIL, decisions=self._relabel(usage))
+
+    async def check(self, address: str | None) -> None:
+        """Before authenticating: raises `RateLimited` if the address is over the threshold."""
+        if address is not None:
+            self._raise_if_blocked(
+                await self.store.peek(subject=self._subject(address), rate_limit=self.policy)
+            )
+
+    def check_sync(self, address: str | None) -> None:
+        if address is not None:
+            self._raise_if_blocked(
+                self.store.peek_sync(subject=self._subject(address), rate_limit=self.policy)
+            )
+
+    async def record_failure(self, address: str | None) -> None:
+        """After a failed authentication: raises `RateLimited` when the address is blocked
+        (answer 429 instead of 401). Failures past the threshold are not stored: the address
+        is blocked anyway, and the log stays bounded."""
+        if address is not None:
+            self._raise_if_blocked(
+                await self.store.acquire(
+                    subject=self._subject(address), rate_limit=self.policy, quota=None
+                )
+            )
+
+    def record_failure_sync(self, address: str | None) -> None:
+        if address is not None:
+            self._raise_if_blocked(
+                self.store.acquire_sync(
+                    subject=self._subject(address), rate_limit=self.policy, quota=None
+                )
+            )

@@ -1,0 +1,240 @@
+"""The Redis limit store: one Lua script checks and counts atomically, so any number of
+keyrack instances sharing one Redis together never admit more than a limit.
+
+Time comes from Redis (`TIME` inside the script) so instances with drifting clocks still share
+one sliding window; quota periods are named from the local clock (at a period boundary a
+drifting instance may count a request in the neighbouring period).
+
+Requests waiting in one event-loop turn share one script call (see `MAX_BATCH`), and a
+request's key and address live under different hash tags, so this needs one Redis (with
+replicas if wanted), not Redis Cluster. Async use is from one event loop (a server worker's).
+
+When Redis cannot be reached within the timeout the configured failure mode decides: `open`
+admits unchecked (`Usage.degraded`), `closed` raises `ServiceUnavailable` (503). After a
+failure Redis is left alone for `retry_interval` seconds, so an outage costs each request
+nothing rather than a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from keyrack.domain.errors import ServiceUnavailable
+from keyrack.domain.limits import Quota, RateLimit
+from keyrack.logs import ThrottledLog
+from keyrack.service.limits import Guard, Usage
+from keyrack.store.limits_lua import (
+    ACQUIRE_LUA,
+    ScriptRequest,
+    script_call,
+    script_request,
+    usages,
+)
+
+FailureMode = Literal["open", "closed"]
+log = logging.getLogger("keyrack.limits")
+
+# Requests waiting in one event-loop turn go to Redis together, in one script call: the
+# client-side cost of a round trip (encoding, syscalls, parsing) is paid once per batch.
+MAX_BATCH = 128
+
+
+class RedisLimitStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = 0.25,
+        failure_mode: FailureMode = "open",
+        retry_interval_seconds: float = 1.0,
+        on_failure: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        use_redis_time: bool = True,
+        prefix: str = "keyrack:limits:",
+    ) -> None:
+        self._url = url
+        self._timeout = timeout_seconds
+        self.failure_mode: FailureMode = failure_mode
+        self._retry_interval = retry_interval_seconds
+        self._on_failure = on_failure
+        self._clock = clock
+        self._use_redis_time = use_redis_time
+        self._prefix = prefix
+        self._warn = ThrottledLog(log)
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self._async: tuple[redis.asyncio.Redis, Any] | None = None
+        self._sync: tuple[redis.Redis, Any] | None = None
+        self._pending: list[tuple[ScriptRequest, asyncio.Future[Usage]]] = []
+        self._in_flight: set[asyncio.Future[None]] = set()
+        self.failures = 0
+
+    # -- the LimitStore interface
+
+    async def acquire(
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
+    ) -> Usage:
+        return await self._run_async(self._request(subject, rate_limit, quota, guard=guard))
+
+    def acquire_sync(
+        self,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        guard: Guard | None = None,
+    ) -> Usage:
+        return self._run_sync(self._request(subject, rate_limit, quota, guard=guard))
+
+    async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
+        return await self._run_async(self._request(subject, rate_limit, None, peek=True))
+
+    def peek_sync(self, *, subject: str, rate_limit: RateLimit) -> Usage:
+        return self._run_sync(self._request(subject, rate_limit, None, peek=True))
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            client, self._async = self._async[0], None
+            await client.aclose()
+        self.close()
+
+    def close(self) -> None:
+        if self._sync is not None:
+            client, self._sync = self._sync[0], None
+            client.close()
+
+    # -- internals
+
+    def _request(
+        self,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        *,
+        peek: bool = False,
+        guard: Guard | None = None,
+    ) -> ScriptRequest:
+        return script_request(
+            prefix=self._prefix,
+            subject=subject,
+            rate_limit=rate_limit,
+            quota=quota,
+            peek=peek,
+            now=self._clock(),
+            guard=guard,
+        )
+
+    def _now_ms(self) -> int | None:
+        return None if self._use_redis_time else int(self._clock() * 1000)
+
+    def _is_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _unavailable(self, reason: str, error: BaseException | None) -> Usage:
+        """Apply the failure mode; counted, reported to the metrics hook, logged sparingly."""
+        with self._lock:
+            self.failures += 1
+            if error is not None:
+                self._down_until = time.monotonic() + self._retry_interval
+        if self._on_failure is not None:
+            self._on_failure(reason)
+        if error is not None:
+            self._warn.warning(
+                "usage limits: Redis unreachable (%s: %s); failing %s for the next %.1fs",
+                type(error).__name__,
+                error,
+                self.failure_mode,
+                self._retry_interval,
+            )
+        if self.failure_mode == "open":
+            return Usage(degraded=True)
+        raise ServiceUnavailable("usage limits cannot be checked right now; retry shortly")
+
+    def _async_script(self) -> Any:
+        if self._async is None:
+            client = redis.asyncio.Redis.from_url(
+                self._url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                retry=AsyncRetry(NoBackoff(), 0),
+            )
+            self._async = (client, client.register_script(ACQUIRE_LUA))
+        return self._async[1]
+
+    def _sync_script(self) -> Any:
+        with self._lock:
+            if self._sync is None:
+                client = redis.Redis.from_url(
+                    self._url,
+                    socket_timeout=self._timeout,
+                    socket_connect_timeout=self._timeout,
+                    retry=Retry(NoBackoff(), 0),
+                )
+                self._sync = (client, client.register_script(ACQUIRE_LUA))
+            return self._sync[1]
+
+    async def _run_async(self, request: ScriptRequest) -> Usage:
+        if self._is_down():
+            return self._unavailable("skipped", None)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Usage] = loop.create_future()
+        self._pending.append((request, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._send_pending)
+        try:
+            return await future  # resolved by `_send`, whose call to Redis has a deadline
+        except (RedisError, OSError, TimeoutError) as error:
+            return self._unavailable("unreachable", error)
+
+    def _send_pending(self) -> None:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._send_pending)
+        task = asyncio.ensure_future(self._send(batch))
+        self._in_flight.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _send(self, batch: list[tuple[ScriptRequest, asyncio.Future[Usage]]]) -> None:
+        requests = [request for request, _ in batch]
+        try:
+            keys, args = script_call(requests, now_ms=self._now_ms())
+            # A hard ceiling on top of the socket timeouts (connect, then a possible NOSCRIPT
+            # reload, each get their own timeout).
+            async with asyncio.timeout(self._timeout * 3):
+                reply = await self._async_script()(keys=keys, args=args)
+            results = usages(requests, reply)
+        except Exception as error:  # noqa: BLE001 - handed to every caller waiting on it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), usage in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(usage)
+
+    def _run_sync(self, request: ScriptRequest) -> Usage:
+        if self._is_down():
+            return self._unavailable("skipped", None)
+        try:
+            keys, args = script_call([request], now_ms=self._now_ms())
+            reply = self._sync_script()(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as error:
+            return self._unavailable("unreachable", error)
+        return usages([request], reply)[0]
