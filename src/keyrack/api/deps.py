@@ -49,12 +49,16 @@ def presented_key(request: Request) -> str | None:
 
 def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
     """Authentication comes first: a request without a valid key learns nothing else."""
-    return authenticate(
+    caller = authenticate(
         uow=runtime.uow(),
         key_format=runtime.key_format,
         hasher=runtime.hasher,
         secret=presented_key(request),
     )
+    # For the access log (api/asgi.py:AccessLog), which reads them from scope["state"].
+    request.state.org_id = caller.org_id
+    request.state.key_id = caller.key_id
+    return caller
 
 
 CallerDep = Annotated[Principal, Depends(get_caller)]
