@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi_offline import FastAPIOffline
 
 from keyrack import __version__, metrics
 from keyrack.api import errors
 from keyrack.api.asgi import AccessLog, ASGIApp, BodyLimit
 from keyrack.api.dashboard import mount_dashboard
+from keyrack.api.docs import mount_docs
 from keyrack.api.routes import keys, operations
 from keyrack.runtime import Runtime, build_runtime, check_schema
 from keyrack.settings import Settings
@@ -25,18 +25,19 @@ def create_management_app(runtime: Runtime) -> FastAPI:
         yield
         runtime.close()
 
-    # FastAPIOffline: /docs and /redoc with Swagger UI and ReDoc served from the package, no CDN.
-    app = FastAPIOffline(
-        static_url="/docs-assets",
+    app = FastAPI(
         title="keyrack",
         version=__version__,
         summary="API keys for organizations: create, list, revoke, verify.",
         lifespan=lifespan,
+        docs_url=None,  # served by mount_docs, with local assets
+        redoc_url=None,
     )
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(keys.router)
     app.include_router(operations.router)
+    mount_docs(app)
     mount_dashboard(app)
     metrics.watch_database_errors(runtime.engine)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

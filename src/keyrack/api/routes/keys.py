@@ -16,7 +16,8 @@ CreateBody = Annotated[CreateKeyIn, Depends(json_body(CreateKeyIn))]
 _CREATE_BODY_DOC = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateKeyIn"}}},
+        # Inline: the body is parsed by `json_body`, so FastAPI never adds the model to components.
+        "content": {"application/json": {"schema": CreateKeyIn.model_json_schema()}},
     }
 }
 
