@@ -184,7 +184,7 @@ def test_screenshots_desktop_and_phone(
         screenshot(page, f"dashboard-sign-in-{label}", tmp_path)
         sign_in(page, server, admin.org_id, admin.key)
         expect(page.locator("#keys-table tbody tr")).to_have_count(4)
-        screenshot(page, f"dashboard-keys-{label}", tmp_path)
+        screenshot(page, f"dashboard-keys-{label}", tmp_path, full_page=not viewport)
         if viewport:  # a phone shows rows as cards: no sideways scrolling
             width = page.evaluate("() => document.documentElement.scrollWidth")
             assert width <= PHONE["width"]

@@ -58,7 +58,7 @@ def test_one_json_line_per_request_with_request_id_and_caller(
 
     anonymous = httpx.get(server.url + path, headers={"X-API-Key": admin.key + "x"})
     generated = anonymous.headers["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]+", generated)
     failed = wait_for_line(server, generated)
     assert failed["status"] == 401 and failed["key_id"] is None
     log = server.log()
