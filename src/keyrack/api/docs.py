@@ -1,7 +1,7 @@
 """/docs (Swagger UI) and /redoc served with no internet: assets from the fastapi-offline package.
 
-fastapi-offline ships Swagger UI and ReDoc (their licences apply: Apache-2.0 and MIT; the version
-is the package's). Its own `FastAPIOffline` factory is not used because the pages also get a
+fastapi-offline (MIT; 1.7.7 ships Swagger UI 5.32.6, Apache-2.0, and ReDoc 2.5.3, MIT) provides
+the files. Its own `FastAPIOffline` factory is not used because the pages also get a
 Content-Security-Policy here: the browser may load nothing from another origin (ReDoc's bundle
 would otherwise fetch its logo from a CDN).
 """
