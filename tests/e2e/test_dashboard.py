@@ -103,6 +103,7 @@ def test_create_shows_the_secret_once(
     screenshot(page, "dashboard-new-key", tmp_path, full_page=False)
     dialog.get_by_role("button", name="Copy").click()
     expect(page.locator(MESSAGES)).to_contain_text("Copied")
+    expect(dialog.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("() => navigator.clipboard.readText()") == secret
     dialog.get_by_role("button", name="I have stored it").click()
     expect(dialog).to_be_hidden()

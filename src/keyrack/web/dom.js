@@ -86,6 +86,10 @@ export async function copySecret() {
   try {
     await navigator.clipboard.writeText(input.value);
     announce("Copied the secret to the clipboard.", "success");
+    // The live region sits behind the modal dialog: the focused button says it too.
+    const button = $("secret-copy");
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 2000);
   } catch (_error) {
     input.focus();
     input.select();
