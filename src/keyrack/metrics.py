@@ -113,11 +113,20 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
     http_duration.labels(route, method).observe(seconds)
 
 
+# Mounted apps and plain Starlette routes: FastAPI records only its own routes in scope["route"].
+UNTEMPLATED_ROUTES = ("/ui/", "/docs-assets/", "/openapi.json")
+
+
 def route_template(scope: dict[str, Any] | Any) -> str:
     """The matched route's template (`/orgs/{org_id}/api_keys`), never the raw path."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    requested: str = scope["path"]
+    for prefix in UNTEMPLATED_ROUTES:
+        if requested.startswith(prefix):
+            return prefix
+    return UNMATCHED_ROUTE
 
 
 def watch_database_errors(engine: Engine) -> None:

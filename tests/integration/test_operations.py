@@ -97,11 +97,13 @@ def test_metrics_count_management_requests_by_route_template(runtime: Runtime) -
         )
         assert listed.status_code == 200
     http.get("/no/such/path")
+    assert http.get("/ui/app.js").status_code == 200
     response = http.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
     assert metric_value(text, series) == before + 3
-    assert 'route="unmatched"' in text
+    assert 'route="unmatched",status="404"' in text
+    assert 'route="/ui/",status="200"' in text
     assert org_id not in text  # route templates only, never raw paths
     assert created.secret not in text and created.key.id not in text
     for name in (
