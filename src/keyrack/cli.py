@@ -119,19 +119,19 @@ def serve(
     with open_runtime(settings) as runtime:
         if bootstrap:
             _bootstrap(runtime, host=host, port=port)
-    from keyrack.metrics import multiprocess_directory
+    from keyrack.metrics import use_multiprocess_directory
 
-    with multiprocess_directory(workers):
-        uvicorn.run(
-            "keyrack.api.app:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            access_log=False,
-            log_config=log_config(settings.log_level),
-            server_header=False,
-        )
+    use_multiprocess_directory(workers)  # before the workers start: they read it at import
+    uvicorn.run(
+        "keyrack.api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=log_config(settings.log_level),
+        server_header=False,
+    )
 
 
 def _bootstrap(runtime: Runtime, *, host: str, port: int) -> None:

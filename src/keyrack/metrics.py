@@ -11,11 +11,10 @@ them up, so any worker answers for all of them.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import (
@@ -147,18 +146,12 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-@contextmanager
-def multiprocess_directory(workers: int) -> Iterator[None]:
-    """With several workers and no `PROMETHEUS_MULTIPROC_DIR` set, a fresh temporary one for this
-    server's lifetime (set before the workers start, since prometheus-client reads it at import).
-    A directory given by the operator is used as is; they should empty it between runs."""
+def use_multiprocess_directory(workers: int) -> None:
+    """With several workers and no `PROMETHEUS_MULTIPROC_DIR` set, point it at a fresh temporary
+    directory, removed when this (the supervising) process exits. A directory given by the
+    operator is used as is; they should empty it between runs."""
     if workers <= 1 or os.environ.get(MULTIPROC_DIR_VAR):
-        yield
         return
     directory = tempfile.mkdtemp(prefix="keyrack-metrics-")
     os.environ[MULTIPROC_DIR_VAR] = directory
-    try:
-        yield
-    finally:
-        os.environ.pop(MULTIPROC_DIR_VAR, None)
-        shutil.rmtree(directory, ignore_errors=True)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
