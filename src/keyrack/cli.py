@@ -119,6 +119,9 @@ def serve(
     with open_runtime(settings) as runtime:
         if bootstrap:
             _bootstrap(runtime, host=host, port=port)
+    from keyrack.metrics import use_multiprocess_directory
+
+    use_multiprocess_directory(workers)  # before the workers start: they read it at import
     uvicorn.run(
         "keyrack.api.app:create_app_from_env",
         factory=True,

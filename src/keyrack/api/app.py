@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from keyrack import __version__
+from keyrack import __version__, metrics
 from keyrack.api import errors
 from keyrack.api.asgi import AccessLog, ASGIApp, BodyLimit
-from keyrack.api.routes import audit, key_lifecycle, keys, policy
+from keyrack.api.dashboard import mount_dashboard
+from keyrack.api.docs import mount_docs
+from keyrack.api.routes import audit, key_lifecycle, keys, operations, policy
 from keyrack.runtime import Runtime, build_runtime, check_schema
 from keyrack.settings import Settings
 
@@ -28,6 +30,8 @@ def create_management_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         summary="API keys for organizations: create, list, revoke, verify.",
         lifespan=lifespan,
+        docs_url=None,  # served by mount_docs, with local assets
+        redoc_url=None,
     )
     app.state.runtime = runtime
     errors.install(app)
@@ -35,6 +39,10 @@ def create_management_app(runtime: Runtime) -> FastAPI:
     app.include_router(key_lifecycle.router)
     app.include_router(audit.router)
     app.include_router(policy.router)
+    app.include_router(operations.router)
+    mount_docs(app)
+    mount_dashboard(app)
+    metrics.watch_database_errors(runtime.engine)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

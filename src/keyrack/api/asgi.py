@@ -6,11 +6,15 @@ share of throughput and these run on every request.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from keyrack import metrics
 from keyrack.api.problems import PROBLEM_JSON, HttpProblem, encode, problem_body
 
 Scope = MutableMapping[str, Any]
@@ -20,6 +24,15 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("keyrack.access")
+
+# Successful answers here are counted, not logged one by one (verify runs on every platform call).
+COUNTED_PATHS = frozenset({"/verify", "/healthz", "/readyz", "/metrics"})
+# The verify path records its own, cheaper series (`keyrack.metrics.record_verification`).
+UNMETERED_PATHS = frozenset({"/verify"})
+# A client-supplied request id is echoed only when it is a short token (no log or header games).
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+=/-]{1,128}")
+# Something shaped like a key (prefix, underscore, 38 base62 characters) pasted into a path.
+_KEY_LIKE = re.compile(r"[A-Za-z0-9]{1,16}_[A-Za-z0-9]{30,}")
 
 
 async def send_problem(send: Send, status: int, code: str, detail: str) -> None:
@@ -70,32 +83,107 @@ class BodyLimit:
 
 
 class AccessLog:
-    """One line per request: method, path (never the query string, which may hold a key),
-    status and duration; header values are never written."""
+    """One JSON line per request (request id, org, key id, method, path without the query string,
+    status, duration) and the HTTP metrics; header values are never written.
 
-    def __init__(self, app: ASGIApp) -> None:
+    `X-Request-ID` is honoured when it is a short token, generated otherwise, returned on every
+    answer and kept in `scope["state"]["request_id"]` for handlers and the audit log. Handlers
+    put the caller's `org_id` and `key_id` in `scope["state"]` too. Successful answers on
+    `counted_paths` (verify, probes, scrapes) are only counted, in one summary line per
+    `summary_seconds`; `unmetered_paths` (verify) record their own metrics.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        counted_paths: frozenset[str] = COUNTED_PATHS,
+        unmetered_paths: frozenset[str] = UNMETERED_PATHS,
+        summary_seconds: float = 60.0,
+    ) -> None:
         self.app = app
+        self.counted_paths = counted_paths
+        self.unmetered_paths = unmetered_paths
+        self.summary_seconds = summary_seconds
+        self._counts: dict[str, int] = {}
+        self._window_started = time.perf_counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id = _incoming_request_id(scope["headers"]) or _new_request_id()
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["request_id"] = request_id
+        request_id_header = (b"x-request-id", request_id.encode("ascii"))
         status = 500
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            finished = time.perf_counter()
+            path: str = scope["path"]
+            if path not in self.unmetered_paths:
+                metrics.record_http(
+                    metrics.route_template(scope), scope["method"], status, finished - started
+                )
+            if status < 400 and path in self.counted_paths:
+                self._count(path, finished)
+            else:
+                self._log(scope, state, status, finished - started)
+
+    def _count(self, path: str, now: float) -> None:
+        self._counts[path] = self._counts.get(path, 0) + 1
+        elapsed = now - self._window_started
+        if elapsed >= self.summary_seconds:
+            counts, self._counts, self._window_started = self._counts, {}, now
             access_log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
+                "successful requests counted",
+                extra={"counts": counts, "seconds": round(elapsed, 1)},
             )
+
+    def _log(self, scope: Scope, state: dict[str, Any], status: int, seconds: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        client = scope.get("client")
+        access_log.log(
+            logging.ERROR if status >= 500 else logging.INFO,
+            "request",
+            extra={
+                "request_id": state["request_id"],
+                "org_id": state.get("org_id"),
+                "key_id": state.get("key_id"),
+                "method": scope["method"],
+                "path": _KEY_LIKE.sub("[redacted]", scope["path"]),
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "client": client[0] if client else None,
+            },
+        )
+
+
+def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"x-request-id":
+            return value.decode("ascii") if _REQUEST_ID.fullmatch(value) else None
+    return None
+
+
+# A random per-process prefix and a counter: unique across workers and restarts, without a
+# random-number syscall per request (request ids correlate log lines; they are not secrets).
+_REQUEST_ID_PREFIX = os.urandom(8).hex()
+_request_numbers = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}-{next(_request_numbers):x}"

@@ -70,7 +70,7 @@ def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
     """Authentication comes first: a request without a valid key learns nothing else.
     A refused key that exists is counted for the audit log (written later, in bursts)."""
     try:
-        return authenticate(
+        caller = authenticate(
             uow=runtime.uow(),
             key_format=runtime.key_format,
             hasher=runtime.hasher,
@@ -86,6 +86,10 @@ def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
                 request_id=request_id(request),
             )
         raise
+    # For the access log (api/asgi.py:AccessLog), which reads them from scope["state"].
+    request.state.org_id = caller.org_id
+    request.state.key_id = caller.key_id
+    return caller
 
 
 CallerDep = Annotated[Principal, Depends(get_caller)]

@@ -25,6 +25,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
+            hide_parameters=True,  # error messages (and so logs) never carry bound secret hashes
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -33,6 +34,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     return create_engine(
         url,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

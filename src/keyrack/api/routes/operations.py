@@ -1,0 +1,88 @@
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from keyrack import metrics
+from keyrack.api.deps import RuntimeDep
+from keyrack.api.errors import problem_response
+from keyrack.api.problems import problem_body
+from keyrack.api.schemas import problem_responses
+from keyrack.service.health import Readiness, check_readiness
+from keyrack.store import migrate
+
+router = APIRouter(tags=["Operations"])
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+class HealthOut(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ReadinessChecks(BaseModel):
+    database: str = Field(examples=["ok"], description="ok or unreachable")
+    migrations: str = Field(examples=["current"], description="current, outdated or unknown")
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(examples=["ready"])
+    checks: ReadinessChecks
+
+
+@cache
+def _head_revision() -> str | None:
+    # The migrations shipped with this code cannot change while it runs: read them once.
+    return migrate.head_revision()
+
+
+@router.get("/healthz", summary="Liveness: the process is up", response_model=HealthOut)
+async def healthz() -> HealthOut:
+    """Answers without touching the database: restart the process only if this fails."""
+    return HealthOut(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable and migrations current",
+    response_model=ReadyOut,
+    responses=problem_responses(503),
+)
+async def readyz(runtime: RuntimeDep) -> ReadyOut | Response:
+    """200 when the database answers within 2 seconds at the schema revision this code needs;
+    503 problem+json (with `checks`) otherwise, so a load balancer stops sending traffic."""
+    try:
+        readiness = await asyncio.wait_for(
+            asyncio.to_thread(
+                check_readiness, engine=runtime.engine, head_revision=_head_revision()
+            ),
+            timeout=READINESS_TIMEOUT_SECONDS,
+        )
+    except TimeoutError:
+        readiness = Readiness(
+            database="unreachable",
+            migrations="unknown",
+            detail=f"the database did not answer within {READINESS_TIMEOUT_SECONDS:g}s",
+        )
+    checks = {"database": readiness.database, "migrations": readiness.migrations}
+    if not readiness.ready:
+        body = problem_body(503, "SERVICE_UNAVAILABLE", readiness.detail, checks=checks)
+        return problem_response(503, body, {"Retry-After": "5"})
+    return ReadyOut(status="ready", checks=ReadinessChecks(**checks))
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Text exposition format"}},
+)
+async def metrics_endpoint() -> Response:
+    """Every `keyrack_*` series (see keyrack/metrics.py); labels hold no secret or key id."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,157 @@
+"""Prometheus metrics: every series keyrack exports (prefixed `keyrack_`), with cheap recorders.
+
+Labels take values from small fixed sets only (codes, route templates, methods, statuses), so the
+number of series stays bounded whatever clients send. Recorders for the verify path use children
+bound once at import: recording is then one lock and one add, no label lookup.
+
+With several uvicorn workers set `PROMETHEUS_MULTIPROC_DIR` (`keyrack serve --workers N` does so
+itself): every worker then writes to memory-mapped files in that directory and `/metrics` adds
+them up, so any worker answers for all of them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import Engine, event
+
+MULTIPROC_DIR_VAR = "PROMETHEUS_MULTIPROC_DIR"
+
+# `*_created` timestamps double the series count and no dashboard of ours reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+VERIFY_CODES = (
+    "VALID",
+    "MISSING",
+    "MALFORMED",
+    "NOT_FOUND",
+    "EXPIRED",
+    "DISABLED",
+    "INSUFFICIENT_PERMISSIONS",
+    "RATE_LIMITED",
+    "USAGE_EXCEEDED",
+)
+RATE_LIMIT_DECISIONS = ("allowed", "rate_limited", "usage_exceeded")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+
+# Sub-millisecond buckets for verify (a cache hit takes tens of microseconds), wider for the rest.
+VERIFY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+verifications = Counter(
+    "keyrack_verifications_total", "Key verifications by outcome code", ["code"]
+)
+verify_duration = Histogram(
+    "keyrack_verify_duration_seconds", "Time to answer a verification", buckets=VERIFY_BUCKETS
+)
+verify_cache_lookups = Counter(
+    "keyrack_verify_cache_lookups_total",
+    "Verify cache lookups by result; hit ratio = hit / (hit + miss)",
+    ["result"],
+)
+rate_limit_decisions = Counter(
+    "keyrack_rate_limit_decisions_total", "Rate-limit and quota decisions", ["decision"]
+)
+database_errors = Counter(
+    "keyrack_database_errors_total", "Database errors by SQLAlchemy error class", ["error"]
+)
+http_requests = Counter(
+    "keyrack_http_requests_total",
+    "HTTP requests by route template, method and status (verify has its own series)",
+    ["route", "method", "status"],
+)
+http_duration = Histogram(
+    "keyrack_http_request_duration_seconds",
+    "HTTP request latency by route template and method",
+    ["route", "method"],
+    buckets=HTTP_BUCKETS,
+)
+
+_VERIFY_OUTCOMES = {code: verifications.labels(code=code) for code in VERIFY_CODES}
+_CACHE_HIT = verify_cache_lookups.labels(result="hit")
+_CACHE_MISS = verify_cache_lookups.labels(result="miss")
+_RATE_LIMIT = {decision: rate_limit_decisions.labels(decision) for decision in RATE_LIMIT_DECISIONS}
+
+
+def record_verification(code: str, seconds: float) -> None:
+    """One verify answer; `code` is one of VERIFY_CODES (anything else is counted as OTHER)."""
+    counter = _VERIFY_OUTCOMES.get(code)
+    if counter is None:
+        counter = verifications.labels(code="OTHER")
+    counter.inc()
+    verify_duration.observe(seconds)
+
+
+def record_cache_lookup(*, hit: bool) -> None:
+    (_CACHE_HIT if hit else _CACHE_MISS).inc()
+
+
+def record_rate_limit(decision: str) -> None:
+    """`decision` is one of RATE_LIMIT_DECISIONS."""
+    _RATE_LIMIT[decision].inc()
+
+
+def record_http(route: str, method: str, status: int, seconds: float) -> None:
+    method = method if method in HTTP_METHODS else "OTHER"
+    http_requests.labels(route, method, str(status)).inc()
+    http_duration.labels(route, method).observe(seconds)
+
+
+# Mounted apps and plain Starlette routes: FastAPI records only its own routes in scope["route"].
+UNTEMPLATED_ROUTES = ("/ui/", "/docs-assets/", "/openapi.json")
+
+
+def route_template(scope: dict[str, Any] | Any) -> str:
+    """The matched route's template (`/orgs/{org_id}/api_keys`), never the raw path."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    requested: str = scope["path"]
+    for prefix in UNTEMPLATED_ROUTES:
+        if requested.startswith(prefix):
+            return prefix
+    return UNMATCHED_ROUTE
+
+
+def watch_database_errors(engine: Engine) -> None:
+    """Counts every error SQLAlchemy reports for this engine, connection failures included."""
+
+    def on_error(context: Any) -> None:
+        database_errors.labels(type(context.sqlalchemy_exception).__name__).inc()
+
+    event.listen(engine, "handle_error", on_error)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric: of all workers in multiprocess mode."""
+    if os.environ.get(MULTIPROC_DIR_VAR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def use_multiprocess_directory(workers: int) -> None:
+    """With several workers and no `PROMETHEUS_MULTIPROC_DIR` set, point it at a fresh temporary
+    directory, removed when this (the supervising) process exits. A directory given by the
+    operator is used as is; they should empty it between runs."""
+    if workers <= 1 or os.environ.get(MULTIPROC_DIR_VAR):
+        return
+    directory = tempfile.mkdtemp(prefix="keyrack-metrics-")
+    os.environ[MULTIPROC_DIR_VAR] = directory
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
