@@ -88,17 +88,14 @@ class RetryPolicy:
                 return self.backoff(attempt)
             return None
         status = outcome.status_code
-        if status in call.verdicts:
+        # 429: the server refused without doing anything, so resending is safe for any call.
+        retryable = status == 429 or (status in TRANSIENT_STATUSES and call.may_replay)
+        if status in call.verdicts or not retryable:
             return None
-        if status == 429:
-            # The server refused without doing anything: safe to resend, after its advice.
-            retry_after = retry_after_seconds(outcome.headers)
-            if retry_after is not None and retry_after > self.max_retry_after:
-                return None
-            return self.backoff(attempt, retry_after)
-        if status in TRANSIENT_STATUSES and call.may_replay:
-            return self.backoff(attempt, retry_after_seconds(outcome.headers))
-        return None
+        retry_after = retry_after_seconds(outcome.headers)
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return None  # waiting that long is the caller's decision: the error carries it
+        return self.backoff(attempt, retry_after)
 
 
 def build_request(
