@@ -272,14 +272,21 @@ def keys_list(
 
 
 @keys_app.command("delete")
-def keys_delete(org_id: str, key_id: str, url: UrlOption = None, key: KeyOption = None) -> None:
+def keys_delete(
+    org_id: str,
+    key_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
     """Delete (revoke) a key."""
     if url:
         remote_keys.delete(url=url, key=key, org_id=org_id, key_id=key_id)
-        return
-    with open_runtime() as runtime, user_errors():
-        key_service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=key_id)
-    print("API key deleted successfully")
+    else:
+        with open_runtime() as runtime, user_errors():
+            key_service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=key_id)
+    message = "API key deleted successfully"
+    print(json.dumps({"message": message}) if as_json else message)
 
 
 if __name__ == "__main__":

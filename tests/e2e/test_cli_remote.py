@@ -43,8 +43,9 @@ def test_keys_create_list_delete_remotely(server: Server, admin: OrgAdmin) -> No
     )
     assert body["id"] in {item["id"] for item in listed}
 
-    deleted = remote(server.url, admin.key, "keys", "delete", admin.org_id, body["id"])
-    assert deleted.returncode == 0 and "API key deleted successfully" in deleted.stdout
+    deleted = remote(server.url, admin.key, "keys", "delete", admin.org_id, body["id"], "--json")
+    assert deleted.returncode == 0
+    assert json.loads(deleted.stdout) == {"message": "API key deleted successfully"}
     again = remote(server.url, admin.key, "keys", "delete", admin.org_id, body["id"])
     assert_one_line_error(again, 3)
     assert "KEY_NOT_FOUND" in again.stderr

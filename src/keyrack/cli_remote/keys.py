@@ -61,7 +61,6 @@ def list_all(*, url: str, key: str | None, org_id: str, as_json: bool) -> None:
 def delete(*, url: str, key: str | None, org_id: str, key_id: str) -> None:
     with connect(url, key) as client:
         client.delete_key(org_id, key_id)
-    print("API key deleted successfully")
 
 
 def get(
