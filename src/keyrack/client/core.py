@@ -8,6 +8,7 @@ substance, a library would still need all of them as custom predicates.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -152,6 +153,7 @@ class Page(Generic[M]):
     next_url: str | None
 
 
+@functools.cache  # building a TypeAdapter costs milliseconds: once per model, not per call
 def page_of(model_type: type[M]) -> Callable[[httpx.Response], Page[M]]:
     adapter = TypeAdapter(list[model_type])  # type: ignore[valid-type]
 
