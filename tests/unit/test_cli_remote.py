@@ -126,3 +126,11 @@ def test_remote_only_commands_say_they_need_a_server() -> None:
     result = CliRunner().invoke(app, ["keys", "get", "acme", "key-x"], env={"KEYRACK_URL": ""})
     assert result.exit_code == common.EXIT_INVALID
     assert "pass --url or set KEYRACK_URL" in result.stderr
+
+
+def test_a_bad_url_is_invalid_configuration() -> None:
+    result = CliRunner().invoke(
+        app, ["keys", "list", "acme", "--url", "localhost:8000", "--key", "kr_x"]
+    )
+    assert result.exit_code == common.EXIT_INVALID
+    assert result.stderr.startswith("error: ") and "http://" in result.stderr

@@ -253,3 +253,9 @@ def test_async_client_covers_the_same_calls() -> None:
     assert names == ["k0", "k1", "k2", "k3", "k4", "new"]
     assert verdict.valid and verdict.name == "renamed"
     assert policy.allowed_permissions == ["read", "write", "admin"]
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "ftp://host", "http://", "http://host:port"])
+def test_an_unusable_server_url_is_refused_at_once(url: str) -> None:
+    with pytest.raises(ValueError, match="URL"):
+        keyrack.Client(url)

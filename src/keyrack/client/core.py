@@ -99,6 +99,19 @@ class RetryPolicy:
         return self.backoff(attempt, retry_after)
 
 
+def checked_base_url(base_url: str) -> httpx.URL:
+    """The server's URL, refused early (ValueError) when it cannot work, e.g. `localhost:8000`."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"invalid keyrack server URL {base_url!r}: {error}") from error
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"the keyrack server URL needs http:// or https:// and a host: {base_url!r}"
+        )
+    return url
+
+
 def build_request(
     http: httpx.Client | httpx.AsyncClient, call: Call[Any], api_key: str | None
 ) -> httpx.Request:

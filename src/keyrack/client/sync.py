@@ -13,7 +13,14 @@ import httpx
 from pydantic import BaseModel
 
 from keyrack.client import operations as ops
-from keyrack.client.core import Call, Page, RetryPolicy, build_request, finish
+from keyrack.client.core import (
+    Call,
+    Page,
+    RetryPolicy,
+    build_request,
+    checked_base_url,
+    finish,
+)
 from keyrack.client.models import (
     ApiKey,
     AuditEvent,
@@ -49,7 +56,9 @@ class Client:
         self._api_key = api_key
         self._retry = retry or RetryPolicy(max_retries=max_retries)
         self._sleep = sleep
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=checked_base_url(base_url), timeout=timeout, transport=transport
+        )
 
     def __enter__(self) -> Client:
         return self
