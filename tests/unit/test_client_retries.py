@@ -190,3 +190,11 @@ def test_async_client_follows_the_same_rules() -> None:
     assert asyncio.run(scenario()).name == "async"
     assert len({request.headers["Idempotency-Key"] for request in flaky.requests}) == 1
     assert slept == [0.5, 1.0]
+
+
+def test_a_timeout_after_sending_says_the_server_did_not_answer() -> None:
+    flaky = Flaky(httpx.ReadTimeout("timed out"))
+    client, slept = flaky.client(max_retries=0)
+    with pytest.raises(keyrack.ConnectionFailed, match="did not answer in time"):
+        client.get_key("acme", "key-x")
+    assert slept == []

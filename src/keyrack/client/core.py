@@ -129,11 +129,17 @@ def finish(call: Call[T], outcome: httpx.Response | httpx.TransportError) -> T:
     """The call's result, or the typed exception for its failure."""
     if isinstance(outcome, httpx.TransportError):
         request = outcome.request if _has_request(outcome) else None
-        where = f" ({request.method} {request.url.host}:{request.url.port})" if request else ""
-        raise ConnectionFailed(
-            f"cannot reach the keyrack server{where}: {type(outcome).__name__}"
-            + (f": {outcome}" if str(outcome) else "")
-        ) from outcome
+        where = f" ({request.method} {request.url.netloc.decode()})" if request else ""
+        silent = isinstance(outcome, httpx.TimeoutException) and not isinstance(
+            outcome, httpx.ConnectTimeout
+        )
+        what = (
+            "the keyrack server did not answer in time"
+            if silent
+            else "cannot reach the keyrack server"
+        )
+        reason = f"{type(outcome).__name__}" + (f": {outcome}" if str(outcome) else "")
+        raise ConnectionFailed(f"{what}{where}: {reason}") from outcome
     if outcome.is_success or outcome.status_code in call.verdicts:
         try:
             return call.parse(outcome)
