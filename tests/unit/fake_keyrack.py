@@ -58,11 +58,11 @@ class FakeKeyrack:
         self.secrets_by_key_id[key_id] = secret
         self.events.append(
             {
-                "id": f"evt-{len(self.events)}",
+                "id": len(self.events) + 1,
                 "occurred_at": CREATED_AT,
                 "org_id": self.org_id,
                 "actor_key_id": None,
-                "action": "key.created",
+                "action": "key.create",
                 "target": key_id,
                 "client_ip": "127.0.0.1",
                 "request_id": "req-1",

@@ -69,7 +69,7 @@ def test_audit_list_stops_at_the_limit(fake: FakeKeyrack) -> None:
     assert listed.exit_code == 0, listed.output
     assert [event["details"]["name"] for event in json.loads(listed.stdout)] == ["k0", "k1", "k2"]
     assert fake.requests[0].url.params["limit"] == "3"
-    assert run("audit", "list", "acme").stdout.count("key.created") == 5
+    assert run("audit", "list", "acme").stdout.count("key.create") == 5
 
 
 def test_policy_set_changes_only_what_is_named(fake: FakeKeyrack) -> None:

@@ -118,17 +118,18 @@ def test_revoke_audit_and_policy() -> None:
 
         since = datetime(2023, 11, 1, tzinfo=UTC)
         events = list(
-            client.list_audit_events("acme", action="key.created", since=since, page_size=2)
+            client.list_audit_events("acme", action="key.create", since=since, page_size=2)
         )
         assert [event.target for event in events] == [first, *others]
         audit_requests = [r for r in fake.requests if r.url.path.endswith("/audit_events")]
         assert len(audit_requests) == 2
         assert audit_requests[0].url.params.multi_items() == [
-            ("action", "key.created"),
+            ("action", "key.create"),
             ("since", "2023-11-01T00:00:00Z"),
             ("limit", "2"),
         ]
         assert events[0].details == {"name": "caller"}
+        assert events[0].id == 1  # the server numbers its events
 
         policy = client.get_policy("acme")
         assert policy.require_expiry is False and policy.max_active_keys is None

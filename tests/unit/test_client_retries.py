@@ -78,6 +78,26 @@ def test_each_logical_call_gets_its_own_idempotency_key_and_a_given_one_is_kept(
     assert len(set(sent)) == 3 and sent[2] == "mine-1"
 
 
+def test_create_waits_while_its_first_attempt_is_still_in_flight() -> None:
+    in_flight = problem(409, "IDEMPOTENCY_IN_FLIGHT", "still running")
+    flaky = Flaky(httpx.ReadTimeout("slow"), in_flight, in_flight)
+    client, slept = flaky.client()
+    assert client.create_key("acme", name="slow", permissions=["read"]).name == "slow"
+    assert len({request.headers["Idempotency-Key"] for request in flaky.requests}) == 1
+    assert slept == [0.5, 1.0, 2.0]
+
+
+def test_other_conflicts_are_not_retried() -> None:
+    flaky = Flaky(problem(409, "IDEMPOTENCY_IN_FLIGHT", "x"), problem(409, "ORG_EXISTS", "x"))
+    client, slept = flaky.client()
+    key_id = next(iter(flaky.fake.keys))
+    with pytest.raises(keyrack.Conflict):  # no Idempotency-Key: nothing of ours is in flight
+        client.revoke_keys("acme", key_ids=[key_id])
+    with pytest.raises(keyrack.Conflict) as caught:
+        client.create_key("acme", name="x", permissions=["read"])
+    assert caught.value.code == "ORG_EXISTS" and slept == []
+
+
 def test_rotate_reuses_its_idempotency_key_across_attempts() -> None:
     flaky = Flaky(httpx.Response(504), httpx.ReadTimeout("slow"))
     client, _ = flaky.client()

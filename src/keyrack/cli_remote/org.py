@@ -32,7 +32,7 @@ policy_app = typer.Typer(help="An organization's key policy (needs --url).", no_
 @audit_app.command("list")
 def audit_list(
     org_id: str,
-    action: Annotated[str | None, typer.Option(help="Only this action, e.g. key.created")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. key.create")] = None,
     since: Annotated[str | None, typer.Option(help="RFC 3339 time or a duration ago (7d)")] = None,
     until: Annotated[str | None, typer.Option(help="RFC 3339 time")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Show at most this many")] = 100,

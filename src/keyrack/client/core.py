@@ -22,6 +22,7 @@ from keyrack.client.errors import (
     ConnectionFailed,
     InvalidResponse,
     error_for,
+    problem_fields,
     retry_after_seconds,
 )
 
@@ -90,13 +91,22 @@ class RetryPolicy:
             return None
         status = outcome.status_code
         # 429: the server refused without doing anything, so resending is safe for any call.
-        retryable = status == 429 or (status in TRANSIENT_STATUSES and call.may_replay)
+        # 409 IDEMPOTENCY_IN_FLIGHT: our earlier attempt is still running; its answer will come.
+        retryable = (
+            status == 429
+            or (status in TRANSIENT_STATUSES and call.may_replay)
+            or (status == 409 and call.idempotency_key is not None and _in_flight(outcome))
+        )
         if status in call.verdicts or not retryable:
             return None
         retry_after = retry_after_seconds(outcome.headers)
         if retry_after is not None and retry_after > self.max_retry_after:
             return None  # waiting that long is the caller's decision: the error carries it
         return self.backoff(attempt, retry_after)
+
+
+def _in_flight(response: httpx.Response) -> bool:
+    return bool(problem_fields(response)["code"] == "IDEMPOTENCY_IN_FLIGHT")
 
 
 def checked_base_url(base_url: str) -> httpx.URL:

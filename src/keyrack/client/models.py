@@ -59,7 +59,7 @@ class RevokeResult(Model):
 
 
 class AuditEvent(Model):
-    id: str
+    id: int | str  # the server's sequence number; opaque to clients
     occurred_at: Timestamp
     org_id: str
     actor_key_id: str | None = None
