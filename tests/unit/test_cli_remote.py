@@ -35,6 +35,7 @@ def test_get_update_rotate_with_tables_and_json(fake: FakeKeyrack) -> None:
     key_id, _ = fake.add_key("svc", ["read", "write"])
     shown = run("keys", "get", "acme", key_id)
     assert shown.exit_code == 0 and key_id in shown.stdout and "read,write" in shown.stdout
+    assert "│ yes" in shown.stdout  # enabled, said like in the list table
 
     updated = run(
         "keys", "update", "acme", key_id, "--disable", "--expires-at", "30d",

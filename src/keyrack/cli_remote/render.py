@@ -72,6 +72,8 @@ def print_key(key: ApiKey, *, as_json: bool) -> None:
             value = _limits(getattr(key, name))
         elif isinstance(value, list):
             value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
         table.add_row(name, _or_dash(value))
     console.print(table)
 
