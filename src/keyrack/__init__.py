@@ -1,3 +1,52 @@
-"""keyrack: API keys for organizations."""
+"""keyrack: API keys for organizations (server, CLI, and the `keyrack.Client` SDK)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from keyrack.client import *  # noqa: F403
+
+# PEP 562: `keyrack.Client` and friends load the SDK on first use, so importing the server
+# (which imports `keyrack`) never pays for it.
+_SDK_NAMES = frozenset(
+    {
+        "UNSET",
+        "ApiError",
+        "ApiKey",
+        "AsyncClient",
+        "AuditEvent",
+        "BadRequest",
+        "Client",
+        "Conflict",
+        "ConnectionFailed",
+        "CreatedApiKey",
+        "Forbidden",
+        "InvalidResponse",
+        "KeyrackClientError",
+        "NotFound",
+        "Policy",
+        "Quota",
+        "RateLimit",
+        "RateLimited",
+        "RetryPolicy",
+        "RevokeResult",
+        "ServerError",
+        "Unauthorized",
+        "VerifyResult",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK_NAMES:
+        from keyrack import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'keyrack' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SDK_NAMES])

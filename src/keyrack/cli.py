@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from keyrack.api.schemas import CreatedKeyOut, KeyOut
+from keyrack.cli_remote import keys as remote_keys
+from keyrack.cli_remote import org as remote_org
+from keyrack.cli_remote.common import KeyOption, UrlOption
 from keyrack.domain import errors
 from keyrack.runtime import OutdatedSchema, Runtime, build_runtime, check_schema
 from keyrack.service import keys as key_service
@@ -25,6 +28,10 @@ orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(remote_org.audit_app, name="audit")
+app.add_typer(remote_org.policy_app, name="policy")
+app.command("verify")(remote_org.verify)
+remote_keys.register(keys_app)
 out = Console(soft_wrap=True)
 
 # Exit codes scripts can rely on (documented in the README).
@@ -196,8 +203,36 @@ def keys_create(
         list[str], typer.Option("--permission", help="read, write or admin; repeat")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON object")] = False,
+    expires_at: Annotated[
+        str | None, typer.Option(help="With --url: RFC 3339 time or a duration from now (30d)")
+    ] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="With --url: LIMIT/WINDOW_SECONDS, e.g. 100/60")
+    ] = None,
+    quota: Annotated[str | None, typer.Option(help="With --url: LIMIT/day or LIMIT/month")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="With --url: makes a retried create return the same key")
+    ] = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Create a key and print its secret (shown this once)."""
+    if url:
+        remote_keys.create(
+            url=url,
+            key=key,
+            org_id=org_id,
+            name=name,
+            permissions=permission,
+            expires_at=expires_at,
+            rate_limit=rate_limit,
+            quota=quota,
+            idempotency_key=idempotency_key,
+            as_json=as_json,
+        )
+        return
+    if expires_at or rate_limit or quota or idempotency_key:
+        fail("--expires-at, --rate-limit, --quota and --idempotency-key need --url", 2)
     with open_runtime() as runtime, user_errors():
         created = key_service.create_key(
             uow=runtime.uow(write=True),
@@ -217,9 +252,15 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    org_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False
+    org_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
 ) -> None:
     """List an organization's keys (never their secrets)."""
+    if url:
+        remote_keys.list_all(url=url, key=key, org_id=org_id, as_json=as_json)
+        return
     with open_runtime() as runtime, user_errors():
         found = key_service.list_keys(uow=runtime.uow(), org_id=org_id)
     rows = [KeyOut.of(key) for key in found]
@@ -234,11 +275,21 @@ def keys_list(
 
 
 @keys_app.command("delete")
-def keys_delete(org_id: str, key_id: str) -> None:
+def keys_delete(
+    org_id: str,
+    key_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
     """Delete (revoke) a key."""
-    with open_runtime() as runtime, user_errors():
-        key_service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=key_id)
-    print("API key deleted successfully")
+    if url:
+        remote_keys.delete(url=url, key=key, org_id=org_id, key_id=key_id)
+    else:
+        with open_runtime() as runtime, user_errors():
+            key_service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=key_id)
+    message = "API key deleted successfully"
+    print(json.dumps({"message": message}) if as_json else message)
 
 
 if __name__ == "__main__":
