@@ -234,7 +234,9 @@ def keys_list(
 def keys_delete(org_id: str, key_id: str) -> None:
     """Delete (revoke) a key."""
     with open_runtime() as runtime, user_errors():
-        key_service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=key_id)
+        key_service.delete_key(
+            uow=runtime.uow(write=True), org_id=org_id, key_id=key_id, events=runtime.events
+        )
     print("API key deleted successfully")
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
-from keyrack.service.events import KeyEvents, NoKeyEvents
+from keyrack.service.events import KeyEvents
+from keyrack.service.key_cache import CachedKeyEvents, KeyCache
+from keyrack.service.usage import LastUsedRecorder
+from keyrack.service.verify import Verifier, sql_loader
 from keyrack.settings import Settings
 from keyrack.store import migrate
 from keyrack.store.engine import make_engine
+from keyrack.store.key_changes import KeyChangeListener, key_change_listener
 from keyrack.store.uow import SqlUnitOfWork
 
 
@@ -25,12 +31,33 @@ class Runtime:
     engine: Engine
     hasher: SecretHasher
     key_format: KeyFormat
-    events: KeyEvents = field(default_factory=NoKeyEvents)
+    verifier: Verifier
+    events: KeyEvents
+    _listener: KeyChangeListener | None = field(default=None, init=False, repr=False)
 
     def uow(self, *, write: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=write)
 
+    def start_background(self) -> None:
+        """Server processes: listen for other processes' key changes (until then the cache is
+        bypassed) and write last_used_at stamps in batches."""
+        cache, usage = self.verifier.cache, self.verifier.usage
+        assert cache is not None and usage is not None
+        if self._listener is None:
+            self._listener = key_change_listener(
+                self.settings.resolved_database_url,
+                on_changes=cache.invalidate,
+                on_feed=lambda connected: cache.reset(trusted=connected),
+            )
+            self._listener.start()
+        usage.start()
+
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        if self.verifier.usage is not None:
+            self.verifier.usage.stop()
         self.engine.dispose()
 
 
@@ -42,12 +69,38 @@ def build_runtime(settings: Settings, *, migrate_sqlite: bool = True) -> Runtime
     engine = make_engine(settings.resolved_database_url)
     if settings.is_sqlite and migrate_sqlite:
         migrate.upgrade(engine)
-    return Runtime(
+    cache = KeyCache(max_entries=settings.cache_max_entries, ttl_seconds=settings.cache_ttl_seconds)
+    usage = LastUsedRecorder(
+        write=_last_used_writer(engine),
+        interval_seconds=settings.last_used_interval_seconds,
+    )
+    hasher = SecretHasher(settings.load_pepper())
+    key_format = KeyFormat(settings.key_prefix)
+    verifier = Verifier(
+        key_format=key_format,
+        hasher=hasher,
+        load=sql_loader(lambda: SqlUnitOfWork(engine)),
+        cache=cache,
+        usage=usage,
+    )
+    runtime = Runtime(
         settings=settings,
         engine=engine,
-        hasher=SecretHasher(settings.load_pepper()),
-        key_format=KeyFormat(settings.key_prefix),
+        hasher=hasher,
+        key_format=key_format,
+        verifier=verifier,
+        events=CachedKeyEvents(cache),
     )
+    return runtime
+
+
+def _last_used_writer(engine: Engine) -> Callable[[Sequence[tuple[str, datetime]]], None]:
+    def write(stamps: Sequence[tuple[str, datetime]]) -> None:
+        with SqlUnitOfWork(engine, write=True) as uow:
+            uow.repo.touch_last_used(stamps)
+            uow.commit()
+
+    return write
 
 
 def check_schema(runtime: Runtime) -> None:

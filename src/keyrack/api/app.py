@@ -13,6 +13,7 @@ from keyrack import __version__
 from keyrack.api import errors
 from keyrack.api.asgi import AccessLog, ASGIApp, BodyLimit
 from keyrack.api.routes import keys
+from keyrack.api.verify import VerifyEndpoint
 from keyrack.runtime import Runtime, build_runtime, check_schema
 from keyrack.settings import Settings
 
@@ -20,6 +21,7 @@ from keyrack.settings import Settings
 def create_management_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runtime.start_background()
         yield
         runtime.close()
 
@@ -61,7 +63,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(runtime: Runtime) -> ASGIApp:
     management = create_management_app(runtime)
     app: ASGIApp = BodyLimit(management, max_bytes=runtime.settings.max_body_bytes)
-    return AccessLog(app)
+    # /verify is answered before the access log and FastAPI: it must stay lean.
+    return VerifyEndpoint(
+        AccessLog(app), runtime.verifier, max_body_bytes=runtime.settings.max_body_bytes
+    )
 
 
 def create_app_from_env() -> ASGIApp:

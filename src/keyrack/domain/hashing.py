@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 
@@ -13,7 +12,8 @@ class SecretHasher:
         self._pepper = pepper
 
     def hash(self, secret: str) -> bytes:
-        return hmac.new(self._pepper, secret.encode("utf-8"), hashlib.sha256).digest()
+        # one-shot C implementation: about half the cost of hmac.new(...).digest()
+        return hmac.digest(self._pepper, secret.encode("utf-8"), "sha256")
 
     @staticmethod
     def matches(expected: bytes, actual: bytes) -> bool:

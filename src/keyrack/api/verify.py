@@ -1,0 +1,196 @@
+"""The lean forward-auth endpoint: `GET|POST /verify` as raw ASGI, dispatched before FastAPI.
+
+No FastAPI or Starlette machinery and no per-request success logging on this path: a cache hit
+is header parsing, one HMAC, one dict lookup and two `send` calls. It is also the target of
+nginx `auth_request` (which only understands 2xx, 401 and 403).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from keyrack.api.asgi import ASGIApp, Receive, Scope, Send
+from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
+from keyrack.domain.errors import KeyrackError, Unauthenticated
+from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VALID, Verifier, VerifyResult
+
+log = logging.getLogger("keyrack.verify")
+
+VERIFY_PATH = "/verify"
+_ALLOWED_METHODS = "GET, HEAD, POST"
+_BODY_FIELDS = frozenset({"key", "permissions"})
+_JSON = b"application/json"
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key`; a query-string key is never read.
+    An `Authorization` value of another shape is returned as is, to be reported malformed."""
+    api_key = None
+    for name, value in headers:
+        if name == b"authorization" and value:
+            scheme, _, credentials = value.partition(b" ")
+            if scheme.lower() == b"bearer" and credentials.strip():
+                return credentials.strip().decode("latin-1")
+            return value.decode("latin-1")
+        if name == b"x-api-key" and value:
+            api_key = value.decode("latin-1")
+    return api_key
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class VerifyEndpoint:
+    """Answers `/verify` itself and passes every other request to `app`."""
+
+    def __init__(self, app: ASGIApp, verifier: Verifier, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != VERIFY_PATH:
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        try:
+            if method == "GET" or method == "HEAD":
+                secret = key_from_headers(scope["headers"])
+                query = scope["query_string"]
+                permissions = _query_permissions(query) if query else ()
+            elif method == "POST":
+                secret, permissions = await self._read_body(scope, receive)
+            else:
+                await _send(
+                    send,
+                    405,
+                    [(b"allow", _ALLOWED_METHODS.encode())],
+                    _problem(
+                        405,
+                        "METHOD_NOT_ALLOWED",
+                        f"{method} is not allowed here; allowed: {_ALLOWED_METHODS}",
+                    ),
+                )
+                return
+            result = await self.verifier.averify(secret, permissions)
+        except BadRequest as bad:
+            await _send(send, bad.status, [], _problem(bad.status, bad.code, bad.detail))
+            return
+        except KeyrackError as error:  # the database is unreachable: 503 with Retry-After
+            status, body, headers = from_error(error)
+            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(body)))
+            return
+        except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
+            log.error("verification failed: %s", type(error).__name__)
+            await _send(send, 500, [], _problem(500, "INTERNAL_ERROR", "verification failed"))
+            return
+        await self.respond(send, result, head=method == "HEAD")
+
+    async def respond(self, send: Send, result: VerifyResult, *, head: bool = False) -> None:
+        """The one place where the outcome code is known (the place to count it)."""
+        code = result.code
+        if code == VALID:
+            key = result.key
+            assert key is not None
+            permissions = ",".join(key.permissions)
+            body = json.dumps(
+                {
+                    "valid": True,
+                    "code": VALID,
+                    "org_id": key.org_id,
+                    "key_id": key.key_id,
+                    "name": key.name,
+                    "permissions": list(key.permissions),
+                },
+                separators=(",", ":"),
+            ).encode()
+            headers = [
+                (b"x-keyrack-org-id", key.org_id.encode()),
+                (b"x-keyrack-key-id", key.key_id.encode()),
+                (b"x-keyrack-permissions", permissions.encode()),
+            ]
+            await _send(send, 200, headers, (_JSON, b"" if head else body), len(body))
+            return
+        if code == INSUFFICIENT_PERMISSIONS:
+            await _send(send, 403, [], _problem(403, code, result.detail))
+            return
+        status, problem, challenge = from_error(Unauthenticated(result.detail, code=code))
+        problem["valid"] = False
+        extra = [(k.lower().encode(), v.encode()) for k, v in challenge.items()]
+        await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(problem)))
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[str | None, list[str]]:
+        """POST: `{"key", "permissions"}`; an empty body means the key is in the headers (as
+        when nginx forwards the original POST's headers without its body)."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BadRequest(413, "CONTENT_TOO_LARGE", "the request body is too large")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        header_key = key_from_headers(scope["headers"])
+        if not raw.strip():
+            return header_key, []
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        media_type = content_type.split(b";", 1)[0].strip().lower()
+        if media_type != _JSON and not media_type.endswith(b"+json"):
+            raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest(400, "MALFORMED_JSON", "the request body is not valid JSON") from None
+        return _parse_body(data, header_key)
+
+
+def _parse_body(data: object, header_key: str | None) -> tuple[str | None, list[str]]:
+    if not isinstance(data, dict):
+        raise BadRequest(400, "INVALID_INPUT", "the request body must be a JSON object")
+    unknown = sorted(set(data) - _BODY_FIELDS)
+    if unknown:
+        raise BadRequest(400, "INVALID_INPUT", f"{unknown[0]}: unknown field")
+    key = data.get("key", header_key)
+    if key is not None and not isinstance(key, str):
+        raise BadRequest(400, "INVALID_INPUT", "key: must be a string")
+    permissions = data.get("permissions", [])
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise BadRequest(400, "INVALID_INPUT", "permissions: must be a list of strings")
+    return key, permissions
+
+
+def _query_permissions(query: bytes) -> list[str]:
+    return [value for name, value in parse_qsl(query.decode("latin-1")) if name == "permission"]
+
+
+def _problem(status: int, code: str, detail: str) -> tuple[bytes, bytes]:
+    return PROBLEM_JSON.encode(), encode(problem_body(status, code, detail))
+
+
+async def _send(
+    send: Send,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    content: tuple[bytes, bytes],
+    length: int | None = None,
+) -> None:
+    content_type, body = content
+    headers.append((b"content-type", content_type))
+    headers.append((b"content-length", str(len(body) if length is None else length).encode()))
+    headers.append(_NO_STORE)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
