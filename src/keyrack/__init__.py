@@ -1,3 +1,21 @@
 """keyrack: API keys for organizations."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from keyrack.service.verify import Verifier, VerifyResult
+
+__all__ = ["Verifier", "VerifyResult", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """`keyrack.Verifier` without importing SQLAlchemy and FastAPI on `import keyrack`."""
+    if name in ("Verifier", "VerifyResult"):
+        from keyrack.service import verify
+
+        return getattr(verify, name)
+    raise AttributeError(f"module 'keyrack' has no attribute {name!r}")

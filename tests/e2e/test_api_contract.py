@@ -41,7 +41,7 @@ def assert_problem(response: httpx.Response, status: int, code: str | None = Non
 
 def test_create_returns_seed_fields_plus_secret(admin: OrgAdmin) -> None:
     body = create(admin)
-    assert set(body) == {"id", "name", "created_at", "permissions", "start", "key"}
+    assert set(body) == {"id", "name", "created_at", "permissions", "start", "last_used_at", "key"}
     assert body["name"] == "New API Key"
     assert body["permissions"] == ["read", "write"]
     assert TIMESTAMP.match(body["created_at"])

@@ -43,7 +43,7 @@ def test_cli_round_trip_and_user_errors(tmp_path: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     body = json.loads(created.stdout)
-    assert set(body) == {"id", "name", "created_at", "permissions", "start", "key"}
+    assert set(body) == {"id", "name", "created_at", "permissions", "start", "last_used_at", "key"}
     assert body["permissions"] == ["read", "admin"]
 
     listed = json.loads(run(env, "keys", "list", "acme", "--json").stdout)

@@ -69,3 +69,14 @@ class FakeUnitOfWork:
 
     def commit(self) -> None:
         self.committed += 1
+
+
+class RecordingRepository(FakeRepository):
+    """Also records what use cases publish to other processes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[str] = []
+
+    def publish_key_changes(self, key_ids: list[str]) -> None:
+        self.published.extend(key_ids)

@@ -31,6 +31,9 @@ class KeyOut(BaseModel):
         description="The first characters of the secret, to recognise a key; never enough to use",
         examples=["kr_Ab3x"],
     )
+    last_used_at: Timestamp | None = Field(
+        default=None, description="Last successful use, written in batches (within ~10 s)"
+    )
 
     @classmethod
     def of(cls, key: ApiKey) -> KeyOut:
@@ -40,6 +43,7 @@ class KeyOut(BaseModel):
             created_at=key.created_at,
             permissions=list(key.permissions),
             start=key.start,
+            last_used_at=key.last_used_at,
         )
 
 

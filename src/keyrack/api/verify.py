@@ -119,13 +119,7 @@ class VerifyEndpoint:
             ]
             await _send(send, 200, headers, (_JSON, b"" if head else body), len(body))
             return
-        if code == INSUFFICIENT_PERMISSIONS:
-            await _send(send, 403, [], _problem(403, code, result.detail))
-            return
-        status, problem, challenge = from_error(Unauthenticated(result.detail, code=code))
-        problem["valid"] = False
-        extra = [(k.lower().encode(), v.encode()) for k, v in challenge.items()]
-        await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(problem)))
+        await send_rejection(send, result)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[str | None, list[str]]:
         """POST: `{"key", "permissions"}`; an empty body means the key is in the headers (as
@@ -156,6 +150,19 @@ class VerifyEndpoint:
         except (ValueError, UnicodeDecodeError):
             raise BadRequest(400, "MALFORMED_JSON", "the request body is not valid JSON") from None
         return _parse_body(data, header_key)
+
+
+async def send_rejection(send: Send, result: VerifyResult) -> None:
+    """401 (with `WWW-Authenticate`) or 403, as problem+json carrying the verification code."""
+    code = result.code
+    challenge: dict[str, str] = {}
+    if code == INSUFFICIENT_PERMISSIONS:
+        status, problem = 403, problem_body(403, code, result.detail)
+    else:
+        status, problem, challenge = from_error(Unauthenticated(result.detail, code=code))
+    problem["valid"] = False
+    extra = [(k.lower().encode(), v.encode()) for k, v in challenge.items()]
+    await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(problem)))
 
 
 def _parse_body(data: object, header_key: str | None) -> tuple[str | None, list[str]]:

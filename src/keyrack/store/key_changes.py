@@ -102,7 +102,9 @@ class PostgresKeyChangeListener(_Listener):
         )
 
     def listen(self) -> None:
-        with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=3) as connection:
+        with psycopg.connect(
+            self.conninfo, autocommit=True, connect_timeout=3, application_name=self.name
+        ) as connection:
             connection.execute(f"LISTEN {KEY_CHANGES_CHANNEL}")
             self.feed_started()
             while not self.stopping:
