@@ -106,14 +106,14 @@ def test_a_rolled_back_change_announces_nothing(
     server_runtime: Runtime, other_process: Runtime
 ) -> None:
     _, key_id, secret = new_key(server_runtime)
+    _, later_key_id, later_secret = new_key(server_runtime)
     assert other_process.verifier.verify(secret).valid
+    assert other_process.verifier.verify(later_secret).valid
     with server_runtime.uow(write=True) as uow:
         uow.repo.publish_key_changes([key_id])  # never committed
-    _, later_key_id, later_secret = new_key(server_runtime)  # a committed change afterwards
-    with server_runtime.uow(write=True) as uow:
+    with server_runtime.uow(write=True) as uow:  # a committed change afterwards
         uow.repo.publish_key_changes([later_key_id])
         uow.commit()
-    assert other_process.verifier.verify(later_secret).valid
     cache = other_process.verifier.cache
     assert cache is not None
     wait_until(lambda: later_key_id not in cache._digests_by_key, timeout=1.0)
