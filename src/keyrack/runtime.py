@@ -13,11 +13,12 @@ from keyrack.domain.keyformat import KeyFormat
 from keyrack.service.events import KeyEvents
 from keyrack.service.key_cache import CachedKeyEvents, KeyCache
 from keyrack.service.usage import LastUsedRecorder
-from keyrack.service.verify import Verifier, sql_loader
+from keyrack.service.verify import Verifier, record_loader, sql_loader
 from keyrack.settings import Settings
 from keyrack.store import migrate
 from keyrack.store.engine import make_engine
 from keyrack.store.key_changes import KeyChangeListener, key_change_listener
+from keyrack.store.secret_lookup import SqliteSecretLookup
 from keyrack.store.uow import SqlUnitOfWork
 
 
@@ -34,6 +35,7 @@ class Runtime:
     verifier: Verifier
     events: KeyEvents
     _listener: KeyChangeListener | None = field(default=None, init=False, repr=False)
+    _secret_lookup: SqliteSecretLookup | None = field(default=None, init=False, repr=False)
 
     def uow(self, *, write: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=write)
@@ -58,6 +60,8 @@ class Runtime:
             self._listener = None
         if self.verifier.usage is not None:
             self.verifier.usage.stop()
+        if self._secret_lookup is not None:
+            self._secret_lookup.close()
         self.engine.dispose()
 
 
@@ -76,10 +80,11 @@ def build_runtime(settings: Settings, *, migrate_sqlite: bool = True) -> Runtime
     )
     hasher = SecretHasher(settings.load_pepper())
     key_format = KeyFormat(settings.key_prefix)
+    lookup = SqliteSecretLookup(engine.url.database or "") if settings.is_sqlite else None
     verifier = Verifier(
         key_format=key_format,
         hasher=hasher,
-        load=sql_loader(lambda: SqlUnitOfWork(engine)),
+        load=record_loader(lookup.find) if lookup else sql_loader(lambda: SqlUnitOfWork(engine)),
         cache=cache,
         usage=usage,
     )
@@ -91,6 +96,7 @@ def build_runtime(settings: Settings, *, migrate_sqlite: bool = True) -> Runtime
         verifier=verifier,
         events=CachedKeyEvents(cache),
     )
+    runtime._secret_lookup = lookup
     return runtime
 
 

@@ -166,3 +166,24 @@ def test_last_used_at_is_written_in_batches(server_runtime: Runtime) -> None:
     assert usage.flush() == 1  # fifty uses, one write
     (listed,) = service.list_keys(uow=server_runtime.uow(), org_id=org_id)
     assert listed.id == key_id and listed.last_used_at is not None
+
+
+def test_expired_disabled_and_rotated_secrets_on_a_real_store(server_runtime: Runtime) -> None:
+    from datetime import timedelta
+
+    from keyrack.domain.model import utcnow
+    from keyrack.store.tables import api_keys, key_secrets
+
+    verifier = server_runtime.verifier
+    past = utcnow() - timedelta(seconds=5)
+    cases = [
+        (api_keys.update().values(expires_at=past), api_keys.c.id, "EXPIRED"),
+        (api_keys.update().values(enabled=False), api_keys.c.id, "DISABLED"),
+        (key_secrets.update().values(expires_at=past), key_secrets.c.key_id, "EXPIRED"),
+    ]
+    for statement, column, code in cases:
+        _, key_id, secret = new_key(server_runtime)
+        with server_runtime.uow(write=True) as uow:
+            uow.repo.connection.execute(statement.where(column == key_id))
+            uow.commit()
+        assert verifier.verify(secret).code == code
