@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from keyrack.api.asgi import ASGIApp, Receive, Scope, Send
 from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
 from keyrack.domain.errors import KeyrackError, Unauthenticated
+from keyrack.service.key_cache import VerifiedKey
 from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VALID, Verifier, VerifyResult
 
 log = logging.getLogger("keyrack.verify")
@@ -54,6 +55,8 @@ class VerifyEndpoint:
         self.app = app
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
+        self.max_answers = verifier.cache.max_entries if verifier.cache is not None else 1024
+        self._answers: dict[int, tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != VERIFY_PATH:
@@ -96,30 +99,44 @@ class VerifyEndpoint:
 
     async def respond(self, send: Send, result: VerifyResult, *, head: bool = False) -> None:
         """The one place where the outcome code is known (the place to count it)."""
-        code = result.code
-        if code == VALID:
+        if result.code == VALID:
             key = result.key
             assert key is not None
-            permissions = ",".join(key.permissions)
-            body = json.dumps(
-                {
-                    "valid": True,
-                    "code": VALID,
-                    "org_id": key.org_id,
-                    "key_id": key.key_id,
-                    "name": key.name,
-                    "permissions": list(key.permissions),
-                },
-                separators=(",", ":"),
-            ).encode()
-            headers = [
-                (b"x-keyrack-org-id", key.org_id.encode()),
-                (b"x-keyrack-key-id", key.key_id.encode()),
-                (b"x-keyrack-permissions", permissions.encode()),
-            ]
-            await _send(send, 200, headers, (_JSON, b"" if head else body), len(body))
+            answer = self._answers.get(id(key))
+            if answer is None or answer[0] is not key:
+                answer = self._answer(key)
+            await send({"type": "http.response.start", "status": 200, "headers": answer[1]})
+            await send({"type": "http.response.body", "body": b"" if head else answer[2]})
             return
         await send_rejection(send, result)
+
+    def _answer(self, key: VerifiedKey) -> tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]:
+        """The 200 answer for a cached key, built once per cache entry. Keyed by the entry's id
+        and checked by identity: the stored reference keeps that id from being reused."""
+        body = json.dumps(
+            {
+                "valid": True,
+                "code": VALID,
+                "org_id": key.org_id,
+                "key_id": key.key_id,
+                "name": key.name,
+                "permissions": list(key.permissions),
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = [
+            (b"x-keyrack-org-id", key.org_id.encode()),
+            (b"x-keyrack-key-id", key.key_id.encode()),
+            (b"x-keyrack-permissions", ",".join(key.permissions).encode()),
+            (b"content-type", _JSON),
+            (b"content-length", str(len(body)).encode()),
+            _NO_STORE,
+        ]
+        if len(self._answers) >= self.max_answers:
+            self._answers.clear()  # bounded like the cache; rebuilt on the next hits
+        answer = (key, headers, body)
+        self._answers[id(key)] = answer
+        return answer
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[str | None, list[str]]:
         """POST: `{"key", "permissions"}`; an empty body means the key is in the headers (as
