@@ -58,7 +58,8 @@ def test_list_is_a_bare_array_without_secrets(admin: OrgAdmin) -> None:
     assert isinstance(listed, list)
     mine = next(item for item in listed if item["id"] == created["id"])
     assert mine == {
-        key: created[key] for key in ("id", "name", "created_at", "permissions", "start")
+        key: created[key]
+        for key in ("id", "name", "created_at", "permissions", "start", "last_used_at")
     }
     assert created["key"] not in response.text
     assert admin.key not in response.text

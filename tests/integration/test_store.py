@@ -49,10 +49,9 @@ def test_create_list_delete_round_trip(runtime: Runtime) -> None:
     first = create_key(runtime, org_id, "first", ("read", "write"))
     second = create_key(runtime, org_id, "second")
     listed = service.list_keys(uow=runtime.uow(), org_id=org_id)
-    assert [key.id for key in listed] == sorted(
-        [first.key.id, second.key.id], key=lambda i: i != first.key.id
-    )
-    assert listed[0] == first.key
+    # listed by (created_at, id); both may share a created_at second
+    expected = sorted([first.key, second.key], key=lambda key: (key.created_at, key.id))
+    assert listed == expected
     assert listed[0].created_at.tzinfo is not None
     service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=first.key.id)
     assert [key.id for key in service.list_keys(uow=runtime.uow(), org_id=org_id)] == [

@@ -4,7 +4,7 @@ import hashlib
 import hmac
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyrack.domain.errors import InvalidInput, PermissionDenied
@@ -22,6 +22,7 @@ def test_hash_is_hmac_keyed_by_pepper() -> None:
     assert b"kr_secret" not in one.hash("kr_secret")
 
 
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
 @given(
     pepper=st.binary(min_size=32, max_size=200),
     secret=st.text(min_size=0, max_size=100),
