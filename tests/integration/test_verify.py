@@ -116,8 +116,8 @@ def test_a_rolled_back_change_announces_nothing(
         uow.commit()
     cache = other_process.verifier.cache
     assert cache is not None
-    wait_until(lambda: later_key_id not in cache._digests_by_key, timeout=1.0)
-    assert key_id in cache._digests_by_key
+    wait_until(lambda: not cache.holds(later_key_id), timeout=1.0)
+    assert cache.holds(key_id)
 
 
 @pytest.fixture

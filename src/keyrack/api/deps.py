@@ -11,12 +11,11 @@ from pydantic import BaseModel, ValidationError
 
 from keyrack.api.problems import HttpProblem
 from keyrack.api.verify import key_from_headers
-from keyrack.domain.errors import InvalidInput, Unauthenticated
+from keyrack.domain.errors import InvalidInput
 from keyrack.domain.model import KEY_ID_PATTERN, ORG_ID_PATTERN, Principal
 from keyrack.domain.permissions import ADMIN
 from keyrack.runtime import Runtime
-from keyrack.service.auth import authorize
-from keyrack.service.verify import VALID
+from keyrack.service.auth import authorize, principal_of
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -46,13 +45,7 @@ def presented_key(request: Request) -> str | None:
 def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
     """Authentication comes first: a request without a valid key learns nothing else. It goes
     through the same cached Verifier as /verify, so a revoked key fails here just as fast."""
-    result = runtime.verifier.verify(presented_key(request))
-    if result.key is None or result.code != VALID:
-        raise Unauthenticated(result.detail, code=result.code)
-    key = result.key
-    return Principal(
-        org_id=key.org_id, key_id=key.key_id, permissions=key.permissions, name=key.name
-    )
+    return principal_of(runtime.verifier.verify(presented_key(request)))
 
 
 CallerDep = Annotated[Principal, Depends(get_caller)]

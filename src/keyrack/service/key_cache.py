@@ -52,6 +52,10 @@ class KeyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def holds(self, key_id: str) -> bool:
+        """Whether any secret of `key_id` is cached (for tests and diagnostics)."""
+        return key_id in self._digests_by_key
+
     def get(self, digest: bytes) -> VerifiedKey | None:
         return self._entries.get(digest) if self.trusted else None
 
