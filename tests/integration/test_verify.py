@@ -187,3 +187,13 @@ def test_expired_disabled_and_rotated_secrets_on_a_real_store(server_runtime: Ru
             uow.repo.connection.execute(statement.where(column == key_id))
             uow.commit()
         assert verifier.verify(secret).code == code
+
+
+def test_openapi_documents_the_raw_verify_endpoint(runtime: Runtime) -> None:
+    from keyrack.api.app import create_management_app
+
+    schema = create_management_app(runtime).openapi()
+    verify = schema["paths"]["/verify"]
+    assert set(verify) == {"get", "post"}
+    assert set(verify["get"]["responses"]) == {"200", "401", "403"}
+    assert "Problem" in schema["components"]["schemas"]

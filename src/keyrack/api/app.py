@@ -14,6 +14,7 @@ from keyrack.api import errors
 from keyrack.api.asgi import AccessLog, ASGIApp, BodyLimit
 from keyrack.api.routes import keys
 from keyrack.api.verify import VerifyEndpoint
+from keyrack.api.verify_docs import verify_path_item
 from keyrack.runtime import Runtime, build_runtime, check_schema
 from keyrack.settings import Settings
 
@@ -56,6 +57,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     }
     schema["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
+    schema["paths"]["/verify"] = verify_path_item()
     app.openapi_schema = schema
     return schema
 
