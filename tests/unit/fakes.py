@@ -13,6 +13,7 @@ class FakeRepository:
         self.orgs: dict[str, Org] = {}
         self.keys: dict[str, ApiKey] = {}
         self.secrets: dict[bytes, tuple[str, datetime | None]] = {}
+        self.published: list[str] = []  # key ids announced to other processes
 
     def add_org(self, org: Org) -> None:
         self.orgs[org.id] = org
@@ -55,6 +56,9 @@ class FakeRepository:
             return None
         return self.keys[found[0]], secret_hash, found[1]
 
+    def publish_key_changes(self, key_ids: list[str]) -> None:
+        self.published.extend(key_ids)
+
 
 class FakeUnitOfWork:
     def __init__(self, repo: FakeRepository | None = None) -> None:
@@ -69,14 +73,3 @@ class FakeUnitOfWork:
 
     def commit(self) -> None:
         self.committed += 1
-
-
-class RecordingRepository(FakeRepository):
-    """Also records what use cases publish to other processes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.published: list[str] = []
-
-    def publish_key_changes(self, key_ids: list[str]) -> None:
-        self.published.extend(key_ids)

@@ -12,7 +12,7 @@ from keyrack.domain.keyformat import KeyFormat
 from keyrack.service import keys as service
 from keyrack.service.key_cache import CachedKeyEvents, KeyCache, VerifiedKey
 from keyrack.service.verify import Verifier, VerifyResult, sql_loader
-from tests.unit.fakes import FakeUnitOfWork, RecordingRepository
+from tests.unit.fakes import FakeUnitOfWork
 
 FORMAT = KeyFormat("kr")
 HASHER = SecretHasher(b"k" * 32)
@@ -30,7 +30,7 @@ class Harness:
     """A verifier over a fake store that counts database lookups."""
 
     def __init__(self, max_entries: int = 100) -> None:
-        self.uow = FakeUnitOfWork(RecordingRepository())
+        self.uow = FakeUnitOfWork()
         service.create_org(uow=self.uow, org_id="acme")
         self.loads = 0
         self.cache = KeyCache(max_entries=max_entries, ttl_seconds=60)
