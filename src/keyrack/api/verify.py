@@ -82,7 +82,9 @@ class VerifyEndpoint:
                     ),
                 )
                 return
-            result = await self.verifier.averify(secret, permissions)
+            result = self.verifier.verify_cached(secret, permissions)
+            if result is None:
+                result = await self.verifier.averify(secret, permissions)
         except BadRequest as bad:
             await _send(send, bad.status, [], _problem(bad.status, bad.code, bad.detail))
             return
