@@ -218,3 +218,13 @@ def test_keyrack_exports_verifier_lazily() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "Verifier"
+
+
+def test_verify_cached_answers_only_what_needs_no_database(harness: Harness) -> None:
+    secret, _ = harness.create()
+    assert harness.verifier.verify_cached("kr_bad") == ("MALFORMED", None, ())
+    assert harness.verifier.verify_cached(secret) is None  # a miss: the caller must load
+    assert harness.loads == 0
+    assert harness.verify(secret).valid
+    cached = harness.verifier.verify_cached(secret, ["read"])
+    assert cached is not None and cached.valid and harness.loads == 1
