@@ -143,5 +143,6 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
             f", 1M/1k {large.requests_per_second / small.requests_per_second:.2f}"
         )
 
+
 if __name__ == "__main__":
     main()
