@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck unit system-deps clean
+.PHONY: run test install lint typecheck unit system-deps bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrack needs Python 3.11+")'
@@ -35,6 +35,12 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest tests/unit
+
+## Benchmarks (not tests; see docs/PERFORMANCE.md). BENCH_POSTGRES_URL adds PostgreSQL to (4).
+bench: install system-deps
+	$(BIN)/python bench/bench_http.py
+	$(BIN)/python bench/bench_inprocess.py
+	$(BIN)/python bench/bench_revocation.py $(if $(BENCH_POSTGRES_URL),--postgres $(BENCH_POSTGRES_URL))
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from keyrack.client import *  # noqa: F403
+    from keyrack.service.verify import Verifier as Verifier
 
 # PEP 562: `keyrack.Client` and friends load the SDK on first use, so importing the server
 # (which imports `keyrack`) never pays for it.
@@ -45,8 +46,12 @@ def __getattr__(name: str) -> Any:
         from keyrack import client
 
         return getattr(client, name)
+    if name == "Verifier":  # the in-process verifier, without SQLAlchemy on `import keyrack`
+        from keyrack.service.verify import Verifier
+
+        return Verifier
     raise AttributeError(f"module 'keyrack' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SDK_NAMES])
+    return sorted([*globals(), *_SDK_NAMES, "Verifier"])

@@ -287,7 +287,9 @@ def keys_delete(
         remote_keys.delete(url=url, key=key, org_id=org_id, key_id=key_id)
     else:
         with open_runtime() as runtime, user_errors():
-            key_service.delete_key(uow=runtime.uow(write=True), org_id=org_id, key_id=key_id)
+            key_service.delete_key(
+                uow=runtime.uow(write=True), org_id=org_id, key_id=key_id, events=runtime.events
+            )
     message = "API key deleted successfully"
     print(json.dumps({"message": message}) if as_json else message)
 

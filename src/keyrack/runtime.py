@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
 from keyrack.service.auth_failures import AuthFailureLog
-from keyrack.service.events import KeyEvents, NoKeyEvents
+from keyrack.service.events import KeyEvents
+from keyrack.service.key_cache import CachedKeyEvents, KeyCache
 from keyrack.service.sealing import ResponseSealer
+from keyrack.service.usage import LastUsedRecorder
+from keyrack.service.verify import Verifier, record_loader, sql_loader
 from keyrack.settings import Settings
 from keyrack.store import migrate
 from keyrack.store.engine import make_engine
+from keyrack.store.key_changes import KeyChangeListener, key_change_listener
+from keyrack.store.secret_lookup import SqliteSecretLookup
 from keyrack.store.uow import SqlUnitOfWork
 
 
@@ -28,8 +35,11 @@ class Runtime:
     hasher: SecretHasher
     key_format: KeyFormat
     sealer: ResponseSealer
-    events: KeyEvents = field(default_factory=NoKeyEvents)
+    verifier: Verifier
+    events: KeyEvents
     auth_failures: AuthFailureLog = field(init=False)
+    _listener: KeyChangeListener | None = field(default=None, init=False, repr=False)
+    _secret_lookup: SqliteSecretLookup | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.auth_failures = AuthFailureLog(lambda: self.uow(write=True))
@@ -37,8 +47,29 @@ class Runtime:
     def uow(self, *, write: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=write)
 
+    def start_background(self) -> None:
+        """Server processes: listen for other processes' key changes (until then the cache is
+        bypassed) and write last_used_at stamps in batches."""
+        cache, usage = self.verifier.cache, self.verifier.usage
+        assert cache is not None and usage is not None
+        if self._listener is None:
+            self._listener = key_change_listener(
+                self.settings.resolved_database_url,
+                on_changes=cache.invalidate,
+                on_feed=lambda connected: cache.reset(trusted=connected),
+            )
+            self._listener.start()
+        usage.start()
+
     def close(self) -> None:
         self.auth_failures.close()
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        if self.verifier.usage is not None:
+            self.verifier.usage.stop()
+        if self._secret_lookup is not None:
+            self._secret_lookup.close()
         self.engine.dispose()
 
 
@@ -50,14 +81,42 @@ def build_runtime(settings: Settings, *, migrate_sqlite: bool = True) -> Runtime
     engine = make_engine(settings.resolved_database_url)
     if settings.is_sqlite and migrate_sqlite:
         migrate.upgrade(engine)
+    cache = KeyCache(max_entries=settings.cache_max_entries, ttl_seconds=settings.cache_ttl_seconds)
+    usage = LastUsedRecorder(
+        write=_last_used_writer(engine),
+        interval_seconds=settings.last_used_interval_seconds,
+    )
     pepper = settings.load_pepper()
-    return Runtime(
+    hasher = SecretHasher(pepper)
+    key_format = KeyFormat(settings.key_prefix)
+    lookup = SqliteSecretLookup(engine.url.database or "") if settings.is_sqlite else None
+    verifier = Verifier(
+        key_format=key_format,
+        hasher=hasher,
+        load=record_loader(lookup.find) if lookup else sql_loader(lambda: SqlUnitOfWork(engine)),
+        cache=cache,
+        usage=usage,
+    )
+    runtime = Runtime(
         settings=settings,
         engine=engine,
-        hasher=SecretHasher(pepper),
+        hasher=hasher,
         sealer=ResponseSealer(pepper),
-        key_format=KeyFormat(settings.key_prefix),
+        key_format=key_format,
+        verifier=verifier,
+        events=CachedKeyEvents(cache),
     )
+    runtime._secret_lookup = lookup
+    return runtime
+
+
+def _last_used_writer(engine: Engine) -> Callable[[Sequence[tuple[str, datetime]]], None]:
+    def write(stamps: Sequence[tuple[str, datetime]]) -> None:
+        with SqlUnitOfWork(engine, write=True) as uow:
+            uow.repo.touch_last_used(stamps)
+            uow.commit()
+
+    return write
 
 
 def check_schema(runtime: Runtime) -> None:

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    cache_max_entries: int = Field(default=100_000, ge=1, description="verification cache size")
+    cache_ttl_seconds: float = Field(
+        default=300.0, gt=0, description="safety net only: revocations are pushed, not awaited"
+    )
+    last_used_interval_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="how often last_used_at stamps are written"
+    )
+
     @model_validator(mode="after")
     def _enforce_production_safety(self) -> Settings:
         if self.env != "production":

@@ -17,6 +17,7 @@ class FakeRepository:
         self.orgs: dict[str, Org] = {}
         self.keys: dict[str, ApiKey] = {}
         self.secrets: dict[bytes, tuple[str, datetime | None]] = {}
+        self.published: list[str] = []  # key ids announced to other processes
         self.policies: dict[str, OrgPolicy] = {}
         self.audit: list[AuditEvent] = []
 
@@ -103,6 +104,9 @@ class FakeRepository:
         if found is None:
             return None
         return self.keys[found[0]], secret_hash, found[1]
+
+    def publish_key_changes(self, key_ids: list[str]) -> None:
+        self.published.extend(key_ids)
 
 
 class FakeUnitOfWork:

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyrack.domain.errors import InvalidInput, PermissionDenied
 from keyrack.domain.hashing import SecretHasher
@@ -15,6 +20,18 @@ def test_hash_is_hmac_keyed_by_pepper() -> None:
     assert one.hash("kr_secret") != two.hash("kr_secret")
     assert len(one.hash("kr_secret")) == 32
     assert b"kr_secret" not in one.hash("kr_secret")
+
+
+@settings(deadline=None)  # a shared, loaded machine: no per-example time limit
+@given(
+    pepper=st.binary(min_size=32, max_size=200),
+    secret=st.text(min_size=0, max_size=100),
+)
+def test_hash_equals_the_standard_library_hmac(pepper: bytes, secret: str) -> None:
+    expected = hmac.new(pepper, secret.encode("utf-8"), hashlib.sha256).digest()
+    hasher = SecretHasher(pepper)
+    assert hasher.hash(secret) == expected
+    assert hasher.hash(secret) == expected  # the prepared states are not consumed
 
 
 def test_short_pepper_is_refused() -> None:

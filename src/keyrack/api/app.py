@@ -15,6 +15,8 @@ from keyrack.api.asgi import AccessLog, ASGIApp, BodyLimit
 from keyrack.api.dashboard import mount_dashboard
 from keyrack.api.docs import mount_docs
 from keyrack.api.routes import audit, key_lifecycle, keys, operations, policy
+from keyrack.api.verify import VerifyEndpoint
+from keyrack.api.verify_docs import verify_path_item
 from keyrack.runtime import Runtime, build_runtime, check_schema
 from keyrack.settings import Settings
 
@@ -22,6 +24,7 @@ from keyrack.settings import Settings
 def create_management_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runtime.start_background()
         yield
         runtime.close()
 
@@ -67,6 +70,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     }
     schema["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
+    schema["paths"]["/verify"] = verify_path_item()
     app.openapi_schema = schema
     return schema
 
@@ -74,7 +78,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(runtime: Runtime) -> ASGIApp:
     management = create_management_app(runtime)
     app: ASGIApp = BodyLimit(management, max_bytes=runtime.settings.max_body_bytes)
-    return AccessLog(app)
+    # /verify is answered before the access log and FastAPI: it must stay lean.
+    return VerifyEndpoint(
+        AccessLog(app), runtime.verifier, max_body_bytes=runtime.settings.max_body_bytes
+    )
 
 
 def create_app_from_env() -> ASGIApp:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 
 from keyrack.domain.errors import OrgNotFound, Unauthenticated
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
-from keyrack.domain.model import Principal, utcnow
+from keyrack.domain.model import Principal
 from keyrack.domain.permissions import require
+from keyrack.service.verify import Verifier, VerifyResult, sql_loader
 from keyrack.store.uow import UnitOfWork
 
 
@@ -21,28 +23,26 @@ def authenticate(
     secret: str | None,
     now: datetime | None = None,
 ) -> Principal:
-    if not secret:
-        raise Unauthenticated("an API key is required", code="MISSING")
-    key_format.check(secret)  # format and checksum: no lookup for a mistyped or forged key
-    digest = hasher.hash(secret)
-    with uow:
-        found = uow.repo.find_by_secret_hash(digest)
-    if found is None:
-        raise Unauthenticated("the API key is not valid", code="NOT_FOUND")
-    key, stored_hash, secret_expires_at = found
-    if not hasher.matches(stored_hash, digest):
-        raise Unauthenticated("the API key is not valid", code="NOT_FOUND")
-    now = now or utcnow()
-    known = {"org_id": key.org_id, "key_id": key.id}
-    if secret_expires_at is not None and secret_expires_at <= now:
-        raise Unauthenticated(
-            "the API key was rotated and its grace period is over", code="EXPIRED", **known
-        )
-    if key.expires_at is not None and key.expires_at <= now:
-        raise Unauthenticated("the API key has expired", code="EXPIRED", **known)
-    if not key.enabled:
-        raise Unauthenticated("the API key is disabled", code="DISABLED", **known)
-    return Principal(org_id=key.org_id, key_id=key.id, permissions=key.permissions, name=key.name)
+    """Authenticate without a cache (one-off callers); servers use their runtime's Verifier."""
+    verifier = Verifier(
+        key_format=key_format,
+        hasher=hasher,
+        load=sql_loader(lambda: uow),
+        clock=(lambda: now.timestamp()) if now is not None else time.time,
+    )
+    return principal_of(verifier.verify(secret))
+
+
+def principal_of(result: VerifyResult) -> Principal:
+    """The caller behind a verification, or `Unauthenticated` with the verification's code."""
+    if result.key is None or not result.valid:
+        # A refused key that exists (expired, disabled) names its org and id for the audit log.
+        known = {"org_id": result.key.org_id, "key_id": result.key.key_id} if result.key else {}
+        raise Unauthenticated(result.detail, code=result.code, **known)
+    key = result.key
+    return Principal(
+        org_id=key.org_id, key_id=key.key_id, permissions=key.permissions, name=key.name
+    )
 
 
 def authorize(caller: Principal, *, org_id: str, needed: Iterable[str]) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from keyrack.domain.limits import Quota, RateLimit
-from keyrack.domain.model import ApiKey, Org
+from keyrack.domain.model import ApiKey, Org, utcnow
 from keyrack.domain.policy import OrgPolicy, parse_policy
 from keyrack.store.audit_queries import AuditQueries
 from keyrack.store.idempotency_queries import IdempotencyQueries
-from keyrack.store.tables import api_keys, key_secrets, orgs
+from keyrack.store.tables import api_keys, key_changes, key_secrets, orgs
+
+KEY_CHANGES_CHANNEL = "keyrack_key_changes"
+NOTIFY_PAYLOAD_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+KEY_CHANGES_RETENTION = timedelta(days=1)
 
 
 def _key_from_row(row: Any) -> ApiKey:
@@ -233,3 +237,36 @@ class Repository(AuditQueries, IdempotencyQueries):
                 .where((api_keys.c.last_used_at.is_(None)) | (api_keys.c.last_used_at < used_at))
                 .values(last_used_at=used_at)
             )
+
+    # -- key change feed (revocation propagation; see store/key_changes.py)
+    def publish_key_changes(self, key_ids: Sequence[str]) -> None:
+        """Announce changed keys inside the current transaction, so only a commit announces them:
+        PostgreSQL NOTIFY (delivered on commit), or a row in SQLite's `key_changes` feed."""
+        if not key_ids:
+            return
+        if self.connection.dialect.name == "postgresql":
+            for payload in _chunks(key_ids, NOTIFY_PAYLOAD_LIMIT):
+                self.connection.execute(select(func.pg_notify(KEY_CHANGES_CHANNEL, payload)))
+            return
+        now = utcnow()
+        self.connection.execute(
+            delete(key_changes).where(key_changes.c.changed_at < now - KEY_CHANGES_RETENTION)
+        )
+        self.connection.execute(
+            insert(key_changes), [{"key_id": key_id, "changed_at": now} for key_id in key_ids]
+        )
+
+
+def _chunks(key_ids: Sequence[str], limit: int) -> list[str]:
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 0
+    for key_id in key_ids:
+        if current and size + len(key_id) + 1 > limit:
+            payloads.append(",".join(current))
+            current, size = [], 0
+        current.append(key_id)
+        size += len(key_id) + 1
+    if current:
+        payloads.append(",".join(current))
+    return payloads

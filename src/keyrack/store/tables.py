@@ -98,6 +98,17 @@ audit_events = Table(
     Index("ix_audit_events_org", "org_id", "id"),
 )
 
+# SQLite's change feed: a row per changed key, written in the changing transaction; every
+# process tails it by id (see store/key_changes.py). AUTOINCREMENT: ids are never reused.
+key_changes = Table(
+    "key_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(72), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 idempotency_records = Table(
     "idempotency_records",
     metadata,

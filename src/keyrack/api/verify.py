@@ -1,0 +1,222 @@
+"""The lean forward-auth endpoint: `GET|POST /verify` as raw ASGI, dispatched before FastAPI.
+
+No FastAPI or Starlette machinery and no per-request success logging on this path: a cache hit
+is header parsing, one HMAC, one dict lookup and two `send` calls. It is also the target of
+nginx `auth_request` (which only understands 2xx, 401 and 403).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from keyrack.api.asgi import ASGIApp, Receive, Scope, Send
+from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
+from keyrack.domain.errors import KeyrackError, Unauthenticated
+from keyrack.service.key_cache import VerifiedKey
+from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VALID, Verifier, VerifyResult
+
+log = logging.getLogger("keyrack.verify")
+
+VERIFY_PATH = "/verify"
+_ALLOWED_METHODS = "GET, HEAD, POST"
+_BODY_FIELDS = frozenset({"key", "permissions"})
+_JSON = b"application/json"
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key`; a query-string key is never read.
+    An `Authorization` value of another shape is returned as is, to be reported malformed."""
+    api_key = None
+    for name, value in headers:
+        if name == b"authorization" and value:
+            scheme, _, credentials = value.partition(b" ")
+            if scheme.lower() == b"bearer" and credentials.strip():
+                return credentials.strip().decode("latin-1")
+            return value.decode("latin-1")
+        if name == b"x-api-key" and value:
+            api_key = value.decode("latin-1")
+    return api_key
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class VerifyEndpoint:
+    """Answers `/verify` itself and passes every other request to `app`."""
+
+    def __init__(self, app: ASGIApp, verifier: Verifier, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.max_body_bytes = max_body_bytes
+        self.max_answers = verifier.cache.max_entries if verifier.cache is not None else 1024
+        self._answers: dict[int, tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != VERIFY_PATH:
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        try:
+            if method == "GET" or method == "HEAD":
+                secret = key_from_headers(scope["headers"])
+                query = scope["query_string"]
+                permissions = _query_permissions(query) if query else ()
+            elif method == "POST":
+                secret, permissions = await self._read_body(scope, receive)
+            else:
+                await _send(
+                    send,
+                    405,
+                    [(b"allow", _ALLOWED_METHODS.encode())],
+                    _problem(
+                        405,
+                        "METHOD_NOT_ALLOWED",
+                        f"{method} is not allowed here; allowed: {_ALLOWED_METHODS}",
+                    ),
+                )
+                return
+            result = self.verifier.verify_cached(secret, permissions)
+            if result is None:
+                result = await self.verifier.averify(secret, permissions)
+        except BadRequest as bad:
+            await _send(send, bad.status, [], _problem(bad.status, bad.code, bad.detail))
+            return
+        except KeyrackError as error:  # the database is unreachable: 503 with Retry-After
+            status, body, headers = from_error(error)
+            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(body)))
+            return
+        except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
+            log.error("verification failed: %s", type(error).__name__)
+            await _send(send, 500, [], _problem(500, "INTERNAL_ERROR", "verification failed"))
+            return
+        await self.respond(send, result, head=method == "HEAD")
+
+    async def respond(self, send: Send, result: VerifyResult, *, head: bool = False) -> None:
+        """The one place where the outcome code is known (the place to count it)."""
+        if result.code == VALID:
+            key = result.key
+            assert key is not None
+            answer = self._answers.get(id(key))
+            if answer is None or answer[0] is not key:
+                answer = self._answer(key)
+            await send({"type": "http.response.start", "status": 200, "headers": answer[1]})
+            await send({"type": "http.response.body", "body": b"" if head else answer[2]})
+            return
+        await send_rejection(send, result)
+
+    def _answer(self, key: VerifiedKey) -> tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]:
+        """The 200 answer for a cached key, built once per cache entry. Keyed by the entry's id
+        and checked by identity: the stored reference keeps that id from being reused."""
+        body = json.dumps(
+            {
+                "valid": True,
+                "code": VALID,
+                "org_id": key.org_id,
+                "key_id": key.key_id,
+                "name": key.name,
+                "permissions": list(key.permissions),
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = [
+            (b"x-keyrack-org-id", key.org_id.encode()),
+            (b"x-keyrack-key-id", key.key_id.encode()),
+            (b"x-keyrack-permissions", ",".join(key.permissions).encode()),
+            (b"content-type", _JSON),
+            (b"content-length", str(len(body)).encode()),
+            _NO_STORE,
+        ]
+        if len(self._answers) >= self.max_answers:
+            self._answers.clear()  # bounded like the cache; rebuilt on the next hits
+        answer = (key, headers, body)
+        self._answers[id(key)] = answer
+        return answer
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[str | None, list[str]]:
+        """POST: `{"key", "permissions"}`; an empty body means the key is in the headers (as
+        when nginx forwards the original POST's headers without its body)."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BadRequest(413, "CONTENT_TOO_LARGE", "the request body is too large")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        header_key = key_from_headers(scope["headers"])
+        if not raw.strip():
+            return header_key, []
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        media_type = content_type.split(b";", 1)[0].strip().lower()
+        if media_type != _JSON and not media_type.endswith(b"+json"):
+            raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest(400, "MALFORMED_JSON", "the request body is not valid JSON") from None
+        return _parse_body(data, header_key)
+
+
+async def send_rejection(send: Send, result: VerifyResult) -> None:
+    """401 (with `WWW-Authenticate`) or 403, as problem+json carrying the verification code."""
+    code = result.code
+    challenge: dict[str, str] = {}
+    if code == INSUFFICIENT_PERMISSIONS:
+        status, problem = 403, problem_body(403, code, result.detail)
+    else:
+        status, problem, challenge = from_error(Unauthenticated(result.detail, code=code))
+    problem["valid"] = False
+    extra = [(k.lower().encode(), v.encode()) for k, v in challenge.items()]
+    await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(problem)))
+
+
+def _parse_body(data: object, header_key: str | None) -> tuple[str | None, list[str]]:
+    if not isinstance(data, dict):
+        raise BadRequest(400, "INVALID_INPUT", "the request body must be a JSON object")
+    unknown = sorted(set(data) - _BODY_FIELDS)
+    if unknown:
+        raise BadRequest(400, "INVALID_INPUT", f"{unknown[0]}: unknown field")
+    key = data.get("key", header_key)
+    if key is not None and not isinstance(key, str):
+        raise BadRequest(400, "INVALID_INPUT", "key: must be a string")
+    permissions = data.get("permissions", [])
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
+        raise BadRequest(400, "INVALID_INPUT", "permissions: must be a list of strings")
+    return key, permissions
+
+
+def _query_permissions(query: bytes) -> list[str]:
+    return [value for name, value in parse_qsl(query.decode("latin-1")) if name == "permission"]
+
+
+def _problem(status: int, code: str, detail: str) -> tuple[bytes, bytes]:
+    return PROBLEM_JSON.encode(), encode(problem_body(status, code, detail))
+
+
+async def _send(
+    send: Send,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    content: tuple[bytes, bytes],
+    length: int | None = None,
+) -> None:
+    content_type, body = content
+    headers.append((b"content-type", content_type))
+    headers.append((b"content-length", str(len(body) if length is None else length).encode()))
+    headers.append(_NO_STORE)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
