@@ -32,13 +32,14 @@ class Outcomes:
 
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     transport_errors: Counter[str] = field(default_factory=Counter)
+    # 5xx other than 503 (a documented, retryable answer): never acceptable.
     server_errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, operation: str, response: httpx.Response) -> None:
         with self._lock:
             self.statuses[(operation, response.status_code)] += 1
-            if response.status_code >= 500:
+            if response.status_code >= 500 and response.status_code != 503:
                 self.server_errors.append(f"{operation} {response.status_code} {response.text}")
 
     def record_transport_error(self, operation: str) -> None:
