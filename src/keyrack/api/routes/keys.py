@@ -13,11 +13,27 @@ from keyrack.service import keys as key_service
 router = APIRouter(prefix="/orgs/{org_id}/api_keys", tags=["API keys"])
 
 CreateBody = Annotated[CreateKeyIn, Depends(json_body(CreateKeyIn))]
+# The body is parsed by a dependency (after authentication), so FastAPI does not document it:
+# the schema is given inline. The link tells clients (and schemathesis' stateful tests) that a
+# created key's id is what DELETE takes.
 _CREATE_BODY_DOC = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateKeyIn"}}},
-    }
+        "content": {"application/json": {"schema": CreateKeyIn.model_json_schema()}},
+    },
+    "responses": {
+        "200": {
+            "links": {
+                "DeleteApiKey": {
+                    "operationRef": "#/paths/~1orgs~1{org_id}~1api_keys~1{key_id}/delete",
+                    "parameters": {
+                        "org_id": "$request.path.org_id",
+                        "key_id": "$response.body#/id",
+                    },
+                }
+            }
+        }
+    },
 }
 
 
