@@ -67,7 +67,7 @@ class CreateKeyIn(BaseModel):
     # The json_schema_extra constraints document in OpenAPI what the domain enforces (so that
     # generated clients and schemathesis know the rules); validation itself stays in the domain.
     name: StrictStr = Field(
-        description="1-128 characters after trimming, no control characters",
+        description="1-128 characters, not only spaces, no control characters; trimmed",
         json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": NAME_PATTERN},
     )
     permissions: list[StrictStr] = Field(
