@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 # Any `<prefix>_<38 base62>` token: one regex pass per blob instead of one search per secret.
 CANDIDATE = re.compile(rb"\b[a-z][a-z0-9]{1,15}_[0-9A-Za-z]{38}\b")
 # Files that hold a secret on purpose: the terminal output where the bootstrap key is shown once,
-# and the pepper (not a key, but never worth scanning).
-NOT_SCANNED_SUFFIXES = (".stdout",)
+# the lists of secrets that test helper processes hand back to this registry, and the pepper.
+NOT_SCANNED_SUFFIXES = (".stdout", ".issued-secrets")
 NOT_SCANNED_NAMES = ("pepper",)
 
 

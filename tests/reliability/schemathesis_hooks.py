@@ -18,6 +18,8 @@ from keyrack.service import keys as key_service
 from keyrack.settings import Settings
 
 ORG_VARIABLE = "KEYRACK_ST_ORG_ID"
+# Where the minted secrets are listed, one a line, for the test run's secrets scan.
+SECRETS_FILE_VARIABLE = "KEYRACK_ST_SECRETS_FILE"
 
 
 @cache
@@ -36,6 +38,8 @@ class FreshAdminKey:
             name="schemathesis",
             permissions=["read", "write", "admin"],
         )
+        with open(os.environ[SECRETS_FILE_VARIABLE], "a") as issued:
+            issued.write(created.secret + "\n")
         return created.secret
 
     def set(self, case: Any, data: str, context: Any) -> None:

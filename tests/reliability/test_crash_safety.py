@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 
 from tests.reliability.integrity import half_written_rows, integrity_problems, listed_key_ids
 from tests.reliability.load import authenticates, run_clients
@@ -95,6 +96,7 @@ def check_after_restart(
     assert len(unexplained) <= 1 + ledger.uncertain_creates  # the admin key, unanswered creates
 
 
+@pytest.mark.timeout(120 + CYCLES * 20)  # a start, a second of load and checks per cycle
 def test_sigkill_under_load_keeps_acknowledged_writes(
     backend: Backend, tenant: Tenant, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
