@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from keyrack.domain.keyformat import KeyFormat
 from keyrack.runtime import Runtime, build_runtime
 from keyrack.settings import Settings
 from keyrack.store import migrate
 from keyrack.store.engine import make_engine
+from tests.secrets_registry import REGISTRY
 
 POSTGRES_URL_VAR = "KEYRACK_TEST_POSTGRES_URL"
 REDIS_URL_VAR = "KEYRACK_TEST_REDIS_URL"
@@ -41,6 +43,7 @@ def postgres_url() -> str:
         migrate.upgrade(engine)
     finally:
         engine.dispose()
+    REGISTRY.postgres_urls.add(url)
     return url
 
 
@@ -70,3 +73,26 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
         yield runtime
     finally:
         runtime.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_never_leak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Records every secret generated in this process (servers' come back through
+    `Server.client()`), then searches the whole run's files, databases and error bodies."""
+    generate = KeyFormat.generate
+
+    def recording_generate(self: KeyFormat) -> str:
+        secret = generate(self)
+        REGISTRY.add(secret)
+        return secret
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(KeyFormat, "generate", recording_generate)
+        yield
+    leaks = {
+        **REGISTRY.scan_files(tmp_path_factory.getbasetemp()),
+        **REGISTRY.scan_postgres(),
+        "error bodies": REGISTRY.scan_error_bodies(),
+    }
+    leaks = {where: found for where, found in leaks.items() if found}
+    assert not leaks, f"{sum(map(len, leaks.values()))} issued secrets leaked into: {list(leaks)}"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.secrets_registry import REGISTRY
+
 KEY_PATTERN = re.compile(r"\b(kr_[0-9A-Za-z]{38})\b")
 
 
@@ -45,11 +47,17 @@ class Server:
     def bootstrap_key(self) -> str:
         match = KEY_PATTERN.search(self.stdout())
         assert match, "the server printed no bootstrap key"
+        REGISTRY.add(match.group(1))
         return match.group(1)
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+        return httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=10,
+            event_hooks={"response": [REGISTRY.record_response]},
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

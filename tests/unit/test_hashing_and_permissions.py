@@ -67,7 +67,10 @@ def test_require_names_missing_permissions() -> None:
         require(("read", "write"), ("admin",))
 
 
-@pytest.mark.parametrize("name", ["", "   ", "a" * 129, "bad\nname", "tab\there", "nul\x00"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "a" * 129, "bad\nname", "tab\there", "nul\x00", "\n\u00ee\x1d", " " + "a" * 128],
+)
 def test_bad_names_are_rejected(name: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         normalize_name(name)

@@ -19,6 +19,10 @@ from pydantic import (
 
 from keyrack.domain import limits
 from keyrack.domain.model import ApiKey, CreatedKey
+from keyrack.domain.permissions import ALL_PERMISSIONS
+
+# No control characters, and at least one character that is not white space.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 
 
 def format_timestamp(value: datetime) -> str:
@@ -109,9 +113,19 @@ class CreateKeyIn(BaseModel):
         json_schema_extra={"examples": [{"name": "New API Key", "permissions": ["read", "write"]}]},
     )
 
-    name: StrictStr = Field(description="1-128 characters after trimming, no control characters")
+    # The json_schema_extra constraints document in OpenAPI what the domain enforces (so that
+    # generated clients and schemathesis know the rules); validation itself stays in the domain.
+    name: StrictStr = Field(
+        description="1-128 characters, not only spaces, no control characters; trimmed",
+        json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": NAME_PATTERN},
+    )
     permissions: list[StrictStr] = Field(
-        description="Non-empty, unique, each of read, write, admin; at most what the caller holds"
+        description="Non-empty, unique, each of read, write, admin; at most what the caller holds",
+        json_schema_extra={
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "enum": list(ALL_PERMISSIONS)},
+        },
     )
     expires_at: Rfc3339 | None = Field(default=None, description="In the future; omit: never")
     rate_limit: RateLimitBody | None = Field(

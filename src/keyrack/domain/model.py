@@ -40,14 +40,16 @@ def check_key_id(key_id: str) -> str:
 
 
 def normalize_name(name: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= NAME_MAX_LENGTH:
-        raise InvalidInput(
-            f"name must be 1-{NAME_MAX_LENGTH} characters after trimming spaces", field="name"
-        )
+    # Both rules apply to the name as sent (trimming must not make "\n\x1dabc" or 130 characters
+    # with spaces around them acceptable): that is what the OpenAPI schema can state.
     if _CONTROL.search(name):
         raise InvalidInput("name must not contain control characters", field="name")
-    return name
+    trimmed = name.strip()
+    if not trimmed or len(name) > NAME_MAX_LENGTH:
+        raise InvalidInput(
+            f"name must be 1-{NAME_MAX_LENGTH} characters, not only spaces", field="name"
+        )
+    return trimmed
 
 
 def check_future_expiry(expires_at: datetime | None, *, now: datetime) -> datetime | None:

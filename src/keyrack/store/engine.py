@@ -16,6 +16,10 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+POOL_TIMEOUT_SECONDS = 2
+STATEMENT_TIMEOUT_MS = 5000
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -32,14 +36,20 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    # Bounded waits so that an outage answers 503 quickly instead of hanging a worker: a stopped
+    # or unreachable server fails the connect at once (refused) or after `connect_timeout` (2 s is
+    # libpq's minimum); a full pool or a statement stuck on a lock gives up rather than queueing.
     return create_engine(
         url,
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_timeout=5,
-        connect_args={"connect_timeout": 3},
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args={
+            "connect_timeout": 2,
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        },
     )
 
 

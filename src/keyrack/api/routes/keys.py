@@ -27,6 +27,21 @@ from keyrack.service.idempotency import IdempotentRequest
 router = APIRouter(prefix="/orgs/{org_id}/api_keys", tags=["API keys"])
 
 CreateBody = Annotated[CreateKeyIn, Depends(json_body(CreateKeyIn))]
+# The link tells clients (and schemathesis' stateful tests) that a created key's id is what
+# DELETE takes.
+_CREATE_LINKS = {
+    "200": {
+        "links": {
+            "DeleteApiKey": {
+                "operationRef": "#/paths/~1orgs~1{org_id}~1api_keys~1{key_id}/delete",
+                "parameters": {
+                    "org_id": "$request.path.org_id",
+                    "key_id": "$response.body#/id",
+                },
+            }
+        }
+    }
+}
 
 
 @router.get(
@@ -57,7 +72,7 @@ def list_api_keys(
     summary="Create a new API key",
     response_model=CreatedKeyOut,
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422),
-    openapi_extra=body_doc(CreateKeyIn),
+    openapi_extra={**body_doc(CreateKeyIn), "responses": _CREATE_LINKS},
 )
 def create_api_key(
     request: Request,

@@ -41,7 +41,17 @@ def _head_revision() -> str | None:
     return migrate.head_revision()
 
 
-@router.get("/healthz", summary="Liveness: the process is up", response_model=HealthOut)
+# Probes and metrics are scraped without a key (bind them to a private interface or filter them
+# at the proxy in production); the OpenAPI document says so with an empty security list.
+PUBLIC: dict[str, object] = {"security": []}
+
+
+@router.get(
+    "/healthz",
+    summary="Liveness: the process is up",
+    response_model=HealthOut,
+    openapi_extra=PUBLIC,
+)
 async def healthz() -> HealthOut:
     """Answers without touching the database: restart the process only if this fails."""
     return HealthOut(status="ok")
@@ -52,6 +62,7 @@ async def healthz() -> HealthOut:
     summary="Readiness: database reachable and migrations current",
     response_model=ReadyOut,
     responses=problem_responses(503),
+    openapi_extra=PUBLIC,
 )
 async def readyz(runtime: RuntimeDep) -> ReadyOut | Response:
     """200 when the database answers within 2 seconds at the schema revision this code needs;
@@ -81,6 +92,7 @@ async def readyz(runtime: RuntimeDep) -> ReadyOut | Response:
     summary="Prometheus metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Text exposition format"}},
+    openapi_extra=PUBLIC,
 )
 async def metrics_endpoint() -> Response:
     """Every `keyrack_*` series (see keyrack/metrics.py); labels hold no secret or key id."""
