@@ -80,6 +80,21 @@ def test_rotate_shows_the_new_secret_once_and_honours_the_grace_period(
     assert final not in page.content() and graced not in page.content()
 
 
+def test_rotating_the_signed_in_key_keeps_the_session(
+    page: Page, server: Server, admin: OrgAdmin
+) -> None:
+    # Without a grace period the old secret stops at once; the page carries on with the new one
+    # instead of signing the user out with "key rejected".
+    new_secret = rotate_in_page(page, "admin", "0")
+    assert answer_of(server, admin.org_id, admin.key) == (401, "NOT_FOUND")
+    assert page.evaluate("() => sessionStorage.getItem('keyrack.key')") == new_secret
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+    expect(page.locator(MESSAGES)).not_to_contain_text("rejected")
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#keys-table")).to_contain_text(new_secret[:7])
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+
+
 def test_disable_and_enable_take_effect_in_the_api(
     page: Page, server: Server, admin: OrgAdmin
 ) -> None:

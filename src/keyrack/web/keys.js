@@ -131,12 +131,21 @@ async function rotateKey(key, button) {
     const { data } = await request("POST", orgPath(`/api_keys/${encodeURIComponent(key.id)}/rotate`), {
       body: { grace_period_seconds: answer.grace }, idempotencyKey: newIdempotencyKey(),
     });
+    // The tab's own key: carry on with the new secret (without a grace period the old one has
+    // already stopped working, and the next request would sign the user out).
+    if (isSessionKey(key)) session.save(session.org, data.key);
     await loadKeys();
     showSecret(data.name, data.key, button.isConnected ? button : null);
   } catch (error) {
     if (error.endpointMissing) announce(unavailable("Key rotation", error), "error");
     else handleError("Could not rotate the key", error);
   }
+}
+
+// The page never learns its key's id; the listed `start` (the prefix and 4 random characters)
+// is the secret's beginning, enough to recognise it among one org's keys.
+function isSessionKey(key) {
+  return Boolean(session.key && key.start && session.key.startsWith(key.start));
 }
 
 async function setEnabled(key, enabled) {
@@ -154,7 +163,7 @@ async function setEnabled(key, enabled) {
 }
 
 async function revokeKey(key) {
-  const own = session.key && session.key.startsWith(key.start) ? " This looks like the key " +
+  const own = isSessionKey(key) ? " This looks like the key " +
     "you are signed in with: you will be signed out." : "";
   const answer = await confirmAction({
     title: `Revoke “${key.name}”?`,
