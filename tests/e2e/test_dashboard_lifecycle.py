@@ -95,6 +95,31 @@ def test_rotating_the_signed_in_key_keeps_the_session(
     expect(page.get_by_role("heading", name="API keys")).to_be_visible()
 
 
+def test_create_with_an_expiry_in_local_time(
+    browser: Browser, server: Server, admin: OrgAdmin
+) -> None:
+    context = browser.new_context(timezone_id="America/New_York")  # UTC-5 in January
+    page = context.new_page()
+    sign_in(page, server, admin.org_id, admin.key)
+    page.get_by_text("Create a key", exact=True).click()
+    expires = page.get_by_label("Expires (optional, your local time)")
+    page.get_by_label("Name", exact=True).fill("stale")
+    expires.fill("2020-01-01T12:00")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator(MESSAGES)).to_contain_text("expires_at: must be in the future")
+    expect(expires).to_be_focused()
+
+    page.get_by_label("Name", exact=True).fill("until 2030")
+    expires.fill("2030-01-01T12:00")
+    page.get_by_role("button", name="Create key").click()
+    ISSUED_SECRETS.append(page.get_by_label("Secret for until 2030").input_value())
+    listed = admin.client.get(f"/orgs/{admin.org_id}/api_keys").json()
+    assert {key["name"]: key["expires_at"] for key in listed}["until 2030"] == (
+        "2030-01-01T17:00:00Z"
+    )
+    context.close()
+
+
 def test_disable_and_enable_take_effect_in_the_api(
     page: Page, server: Server, admin: OrgAdmin
 ) -> None:

@@ -102,12 +102,10 @@ async function createKey(event) {
     await loadKeys();
     showSecret(data.name, data.key, $("create-name"));
   } catch (error) {
-    if (expiresAt && error.status === 400 && /expires_at/.test(error.message)) {
-      announce("This keyrack server does not support expiry dates yet: leave Expires empty.",
-        "error");
-    } else {
-      handleError("Could not create the key", error);
-    }
+    handleError("Could not create the key", error);
+    // Back to the field the server named (e.g. an expiry in the past or beyond the policy).
+    const field = { name: "name", expires_at: "expires" }[error.problem?.errors?.[0]?.field];
+    if (field) form.elements[field].focus();
   } finally {
     submit.disabled = false;
   }
