@@ -164,6 +164,10 @@ def test_audit_log_shows_what_the_dashboard_did(
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("key.rotate")
+    page.get_by_label("Action").fill("key.rotated")  # not an action: the server says which are
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(MESSAGES)).to_contain_text("unknown action; one of: key.create")
+    expect(rows).to_have_count(0)
 
 
 def test_load_more_follows_the_servers_pages(page: Page, server: Server, admin: OrgAdmin) -> None:
