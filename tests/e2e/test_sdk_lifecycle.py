@@ -3,6 +3,7 @@ against a real server process; tests/unit keeps the fake only for injected fault
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -188,3 +189,38 @@ def test_idempotent_create_and_rotate_replay_the_first_answer(
     ISSUED_SECRETS.append(rotated.key)
     assert sdk.rotate_key(admin.org_id, first.id, idempotency_key=rotation).key == rotated.key
     assert sdk.get_key(admin.org_id, first.id).start == rotated.start
+
+
+def test_async_client_lifecycle_against_the_server(server: Server, admin: OrgAdmin) -> None:
+    async def scenario() -> None:
+        async with keyrack.AsyncClient(server.url, api_key=admin.key, timeout=10) as client:
+            first = await client.create_key(admin.org_id, name="async", permissions=["read"])
+            ISSUED_SECRETS.append(first.key)
+            token = str(uuid.uuid4())
+            rotated = await client.rotate_key(
+                admin.org_id, first.id, grace_period_seconds=60, idempotency_key=token
+            )
+            ISSUED_SECRETS.append(rotated.key)
+            replayed = await client.rotate_key(
+                admin.org_id, first.id, grace_period_seconds=60, idempotency_key=token
+            )
+            assert replayed.key == rotated.key != first.key
+            renamed = await client.update_key(admin.org_id, first.id, name="async v2")
+            assert (await client.get_key(admin.org_id, first.id)) == renamed
+            names = [key.name async for key in client.list_keys(admin.org_id, page_size=1)]
+            assert sorted(names) == ["admin", "async v2"]
+            actions = [
+                event.action
+                async for event in client.list_audit_events(admin.org_id, page_size=2)
+                if event.target == first.id
+            ]
+            assert actions == ["key.update", "key.rotate", "key.create"]
+            policy = keyrack.Policy(max_active_keys=10)
+            assert await client.set_policy(admin.org_id, policy) == policy
+            assert await client.get_policy(admin.org_id) == policy
+            revoked = await client.revoke_keys(admin.org_id, key_ids=[first.id])
+            assert revoked.revoked == [first.id]
+            with pytest.raises(keyrack.NotFound):
+                await client.get_key(admin.org_id, first.id)
+
+    asyncio.run(scenario())
