@@ -135,6 +135,14 @@ def test_disable_and_enable_take_effect_in_the_api(
     expect(row).to_contain_text("Active")
     assert answer_of(server, admin.org_id, worker["key"]) == AUTHENTICATED
 
+    # Its own key: the page asks first, since it would be signed out and locked out.
+    page.get_by_role("button", name="Disable key “admin”").click()
+    confirm = page.get_by_role("dialog", name="Disable “admin”?")
+    expect(confirm).to_contain_text("you will be signed out")
+    page.keyboard.press("Escape")
+    expect(page.locator(MESSAGES)).to_contain_text("Kept key “admin” enabled")
+    assert all(key["enabled"] for key in admin.client.get(f"/orgs/{admin.org_id}/api_keys").json())
+
 
 def test_audit_log_shows_what_the_dashboard_did(
     page: Page, server: Server, admin: OrgAdmin, tmp_path: Path

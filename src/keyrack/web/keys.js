@@ -148,6 +148,16 @@ function isSessionKey(key) {
 
 async function setEnabled(key, enabled) {
   const verb = enabled ? "enable" : "disable";
+  // Disabling the tab's own key signs it out, and only another admin key can enable it again.
+  if (!enabled && isSessionKey(key) && !(await confirmAction({
+    title: `Disable “${key.name}”?`,
+    text: "This looks like the key you are signed in with: you will be signed out, and only " +
+      "another admin key can enable it again.",
+    confirmLabel: "Disable key",
+  }))) {
+    announce(`Kept key “${key.name}” enabled.`);
+    return;
+  }
   try {
     await request("PATCH", orgPath(`/api_keys/${encodeURIComponent(key.id)}`), {
       body: { enabled },
