@@ -47,6 +47,9 @@ export async function loadAudit({ append = false } = {}) {
       notice.textContent = unavailable("The audit log", error);
       notice.hidden = false;
     } else {
+      // Rows of an earlier filter would read as answers to this one.
+      if (!append) body.replaceChildren();
+      $("audit-more").hidden = true;
       handleError("Could not load the audit log", error);
     }
   } finally {

@@ -102,12 +102,10 @@ async function createKey(event) {
     await loadKeys();
     showSecret(data.name, data.key, $("create-name"));
   } catch (error) {
-    if (expiresAt && error.status === 400 && /expires_at/.test(error.message)) {
-      announce("This keyrack server does not support expiry dates yet: leave Expires empty.",
-        "error");
-    } else {
-      handleError("Could not create the key", error);
-    }
+    handleError("Could not create the key", error);
+    // Back to the field the server named (e.g. an expiry in the past or beyond the policy).
+    const field = { name: "name", expires_at: "expires" }[error.problem?.errors?.[0]?.field];
+    if (field) form.elements[field].focus();
   } finally {
     submit.disabled = false;
   }
@@ -131,6 +129,9 @@ async function rotateKey(key, button) {
     const { data } = await request("POST", orgPath(`/api_keys/${encodeURIComponent(key.id)}/rotate`), {
       body: { grace_period_seconds: answer.grace }, idempotencyKey: newIdempotencyKey(),
     });
+    // The tab's own key: carry on with the new secret (without a grace period the old one has
+    // already stopped working, and the next request would sign the user out).
+    if (isSessionKey(key)) session.save(session.org, data.key);
     await loadKeys();
     showSecret(data.name, data.key, button.isConnected ? button : null);
   } catch (error) {
@@ -139,8 +140,24 @@ async function rotateKey(key, button) {
   }
 }
 
+// The page never learns its key's id; the listed `start` (the prefix and 4 random characters)
+// is the secret's beginning, enough to recognise it among one org's keys.
+function isSessionKey(key) {
+  return Boolean(session.key && key.start && session.key.startsWith(key.start));
+}
+
 async function setEnabled(key, enabled) {
   const verb = enabled ? "enable" : "disable";
+  // Disabling the tab's own key signs it out, and only another admin key can enable it again.
+  if (!enabled && isSessionKey(key) && !(await confirmAction({
+    title: `Disable “${key.name}”?`,
+    text: "This looks like the key you are signed in with: you will be signed out, and only " +
+      "another admin key can enable it again.",
+    confirmLabel: "Disable key",
+  }))) {
+    announce(`Kept key “${key.name}” enabled.`);
+    return;
+  }
   try {
     await request("PATCH", orgPath(`/api_keys/${encodeURIComponent(key.id)}`), {
       body: { enabled },
@@ -154,7 +171,7 @@ async function setEnabled(key, enabled) {
 }
 
 async function revokeKey(key) {
-  const own = session.key && session.key.startsWith(key.start) ? " This looks like the key " +
+  const own = isSessionKey(key) ? " This looks like the key " +
     "you are signed in with: you will be signed out." : "";
   const answer = await confirmAction({
     title: `Revoke “${key.name}”?`,
