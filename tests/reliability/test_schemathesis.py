@@ -55,8 +55,9 @@ def run_schemathesis(
 def test_schemathesis_finds_nothing(node: Node, tenant: Tenant, tmp_path: Path) -> None:
     secrets_file = tmp_path / "schemathesis.issued-secrets"
     result = run_schemathesis(node, tenant, tmp_path / "schemathesis-report", secrets_file)
-    for secret in secrets_file.read_text().split():
-        REGISTRY.add(secret)
+    if secrets_file.exists():  # absent when schemathesis stopped before its first case
+        for secret in secrets_file.read_text().split():
+            REGISTRY.add(secret)
     summary = result.stdout[result.stdout.find("SUMMARY") :]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "passed" in summary and "failed" not in summary

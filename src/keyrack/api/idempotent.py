@@ -22,6 +22,8 @@ IdempotencyKeyHeader = Annotated[
         alias="Idempotency-Key",
         description="Retries with the same key and body within 24 h return the first response",
         examples=["3f6c1d2e-create-ci-key"],
+        # What check_idempotency_key enforces: 1-255 printable ASCII characters.
+        json_schema_extra={"pattern": "^[\\x20-\\x7e]{1,255}$"},
     ),
 ]
 

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
-from keyrack.api.schemas import QuotaBody, RateLimitBody, Rfc3339, Timestamp
+from keyrack.api.schemas import (
+    NAME_SCHEMA,
+    PERMISSIONS_SCHEMA,
+    QuotaBody,
+    RateLimitBody,
+    Rfc3339,
+    Timestamp,
+    WholeNumber,
+    whole_number,
+)
 from keyrack.domain.audit import ACTIONS, AuditEvent
+from keyrack.domain.model import KEY_ID_PATTERN
 from keyrack.domain.policy import MAX_ACTIVE_KEYS, MAX_LIFETIME_SECONDS, OrgPolicy
 from keyrack.service.key_changes import MAX_BULK_KEYS, MAX_GRACE_SECONDS
 
@@ -17,16 +37,32 @@ class KeyPatchIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [{"name": "CI deploys", "enabled": False}],
-            "description": "Any of these fields; omitted fields stay as they are.",
+            "description": "At least one of these fields; omitted fields stay as they are.",
+            "minProperties": 1,
         },
     )
 
-    name: StrictStr | None = Field(default=None, description="As on create")
-    permissions: list[StrictStr] | None = Field(
-        default=None, description="As on create: at most what the caller holds"
+    # Omitted means unchanged, but null is no value for these three (the domain answers 400):
+    # the schema says so instead of pydantic's nullable default.
+    name: Annotated[
+        StrictStr | None,
+        WithJsonSchema({"type": "string", "description": "As on create", **NAME_SCHEMA}),
+    ] = None
+    permissions: Annotated[
+        list[StrictStr] | None,
+        WithJsonSchema(
+            {
+                "type": "array",
+                "description": "As on create: at most what the caller holds",
+                **PERMISSIONS_SCHEMA,
+            }
+        ),
+    ] = None
+    enabled: Annotated[StrictBool | None, WithJsonSchema({"type": "boolean"})] = None
+    # "In the future" depends on the clock, which JSON Schema cannot state.
+    expires_at: Rfc3339 | None = Field(
+        default=None, description="Must be in the future (else 400), or null: never"
     )
-    enabled: StrictBool | None = None
-    expires_at: Rfc3339 | None = Field(default=None, description="In the future, or null: never")
     rate_limit: RateLimitBody | None = None
     quota: QuotaBody | None = None
 
@@ -36,7 +72,7 @@ class RotateIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"grace_period_seconds": 3600}]}
     )
 
-    grace_period_seconds: StrictInt = Field(
+    grace_period_seconds: WholeNumber = Field(
         default=0,
         ge=0,
         le=MAX_GRACE_SECONDS,
@@ -48,16 +84,42 @@ class RevokeIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"key_ids": ["key-7fJ2kq9XbLm3Np4Rs8Tv"]}, {"all_except_caller": True}]
+            "examples": [{"key_ids": ["key-7fJ2kq9XbLm3Np4Rs8Tv"]}, {"all_except_caller": True}],
+            "description": "Exactly one of `key_ids` and `all_except_caller: true`.",
+            "minProperties": 1,
+            "maxProperties": 1,
         },
     )
 
-    key_ids: list[StrictStr] | None = Field(
-        default=None, max_length=MAX_BULK_KEYS, description="Keys to revoke (unknown ids skipped)"
-    )
-    all_except_caller: StrictBool | None = Field(
-        default=None, description="true: revoke every key of the org except the calling one"
-    )
+    key_ids: Annotated[
+        list[StrictStr] | None,
+        WithJsonSchema(
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BULK_KEYS,
+                "items": {"type": "string", "pattern": KEY_ID_PATTERN},
+                "description": "Keys to revoke (ids the organization does not own are skipped)",
+            }
+        ),
+    ] = None
+    all_except_caller: Annotated[
+        StrictBool | None,
+        WithJsonSchema(
+            {
+                "const": True,
+                "description": "Revoke every key of the organization except the calling one",
+            }
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> RevokeIn:
+        if len(self.model_fields_set) != 1 or (
+            self.key_ids is None and self.all_except_caller is not True
+        ):
+            raise ValueError("give either key_ids or all_except_caller: true")
+        return self
 
 
 class RevokedOut(BaseModel):
@@ -81,14 +143,19 @@ class PolicyBody(BaseModel):
         },
     )
 
-    max_key_lifetime_seconds: StrictInt | None = Field(
-        default=None, ge=1, le=MAX_LIFETIME_SECONDS, description="null: no maximum"
-    )
+    # The bounds come before the whole-number conversion: after it (or on the union), pydantic
+    # would write them into the schema as unknown keywords instead of minimum/maximum.
+    max_key_lifetime_seconds: (
+        Annotated[StrictInt, Field(ge=1, le=MAX_LIFETIME_SECONDS), BeforeValidator(whole_number)]
+        | None
+    ) = Field(default=None, description="null: no maximum")
     require_expiry: StrictBool = False
-    allowed_permissions: list[StrictStr] = Field(default=["read", "write", "admin"])
-    max_active_keys: StrictInt | None = Field(
-        default=None, ge=1, le=MAX_ACTIVE_KEYS, description="Unexpired keys; null: no maximum"
+    allowed_permissions: list[StrictStr] = Field(
+        default=["read", "write", "admin"], json_schema_extra=PERMISSIONS_SCHEMA
     )
+    max_active_keys: (
+        Annotated[StrictInt, Field(ge=1, le=MAX_ACTIVE_KEYS), BeforeValidator(whole_number)] | None
+    ) = Field(default=None, description="Unexpired keys; null: no maximum")
     default_rate_limit: RateLimitBody | None = None
     default_quota: QuotaBody | None = None
 

@@ -53,15 +53,35 @@ Rfc3339 = Annotated[
 ]
 
 
+def whole_number(value: object) -> object:
+    """JSON Schema's `integer` includes `3.0`, so the API does too; `true` or `"3"` stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer as JSON Schema defines it: any number whose fraction is zero.
+WholeNumber = Annotated[StrictInt, BeforeValidator(whole_number)]
+
+# The rules on names and permissions, stated in OpenAPI so that generated clients and schemathesis
+# know them; the domain enforces them (normalize_name, normalize_permissions).
+NAME_SCHEMA: dict[str, Any] = {"minLength": 1, "maxLength": 128, "pattern": NAME_PATTERN}
+PERMISSIONS_SCHEMA: dict[str, Any] = {
+    "minItems": 1,
+    "uniqueItems": True,
+    "items": {"type": "string", "enum": list(ALL_PERMISSIONS)},
+}
+
+
 class RateLimitBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit: StrictInt = Field(ge=1, le=limits.RATE_LIMIT_MAX, examples=[100])
-    window_seconds: StrictInt = Field(ge=1, le=limits.RATE_WINDOW_MAX_SECONDS, examples=[60])
+    limit: WholeNumber = Field(ge=1, le=limits.RATE_LIMIT_MAX, examples=[100])
+    window_seconds: WholeNumber = Field(ge=1, le=limits.RATE_WINDOW_MAX_SECONDS, examples=[60])
 
 
 class QuotaBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit: StrictInt = Field(ge=1, le=limits.QUOTA_LIMIT_MAX, examples=[10000])
+    limit: WholeNumber = Field(ge=1, le=limits.QUOTA_LIMIT_MAX, examples=[10000])
     period: Literal["day", "month"]
 
 
@@ -117,17 +137,16 @@ class CreateKeyIn(BaseModel):
     # generated clients and schemathesis know the rules); validation itself stays in the domain.
     name: StrictStr = Field(
         description="1-128 characters, not only spaces, no control characters; trimmed",
-        json_schema_extra={"minLength": 1, "maxLength": 128, "pattern": NAME_PATTERN},
+        json_schema_extra=NAME_SCHEMA,
     )
     permissions: list[StrictStr] = Field(
         description="Non-empty, unique, each of read, write, admin; at most what the caller holds",
-        json_schema_extra={
-            "minItems": 1,
-            "uniqueItems": True,
-            "items": {"type": "string", "enum": list(ALL_PERMISSIONS)},
-        },
+        json_schema_extra=PERMISSIONS_SCHEMA,
     )
-    expires_at: Rfc3339 | None = Field(default=None, description="In the future; omit: never")
+    # "In the future" depends on the clock, which JSON Schema cannot state.
+    expires_at: Rfc3339 | None = Field(
+        default=None, description="Must be in the future (else 400); omit or null: never"
+    )
     rate_limit: RateLimitBody | None = Field(
         default=None, description="Omit for the org policy's default_rate_limit; null for none"
     )

@@ -19,7 +19,13 @@ from keyrack.service import audit
 
 router = APIRouter(prefix="/orgs/{org_id}/audit_events", tags=["Audit log"])
 TimeQuery = Annotated[
-    str | None, Query(max_length=64, description="RFC 3339", examples=["2030-01-01T00:00:00Z"])
+    str | None,
+    Query(
+        max_length=64,
+        description="RFC 3339",
+        examples=["2030-01-01T00:00:00Z"],
+        json_schema_extra={"format": "date-time"},
+    ),
 ]
 
 
@@ -44,7 +50,12 @@ def list_audit_events(
     runtime: RuntimeDep,
     response: Response,
     action: Annotated[
-        str | None, Query(max_length=64, description=f"One of: {', '.join(ACTIONS)}")
+        str | None,
+        Query(
+            max_length=64,
+            description=f"One of: {', '.join(ACTIONS)}",
+            json_schema_extra={"enum": list(ACTIONS)},
+        ),
     ] = None,
     since: TimeQuery = None,
     until: TimeQuery = None,

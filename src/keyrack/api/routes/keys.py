@@ -18,6 +18,7 @@ from keyrack.api.deps import (
 )
 from keyrack.api.idempotent import IdempotencyKeyHeader, run_idempotent
 from keyrack.api.paging import LINK_HEADER_DOC, PageCursor, PageLimit, next_link
+from keyrack.api.problems import HttpProblem
 from keyrack.api.schemas import CreatedKeyOut, CreateKeyIn, KeyOut, MessageOut, problem_responses
 from keyrack.domain.model import CreatedKey
 from keyrack.domain.pagination import DEFAULT_PAGE
@@ -120,6 +121,22 @@ def create_api_key(
         header=idempotency_key,
         body=body,
         action=create,
+    )
+
+
+# Listed before the /{key_id} routes, which would otherwise take "revoke" for a key id and answer
+# 400 to GET/PATCH/DELETE .../api_keys/revoke: the path exists, only POST is allowed on it.
+@router.api_route(
+    "/revoke",
+    methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+    include_in_schema=False,
+)
+def revoke_wrong_method(request: Request) -> None:
+    raise HttpProblem(
+        405,
+        "METHOD_NOT_ALLOWED",
+        f"{request.method} is not allowed here; allowed: POST",
+        headers={"Allow": "POST"},
     )
 
 
