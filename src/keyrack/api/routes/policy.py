@@ -47,5 +47,6 @@ def put_policy(
         document=body.model_dump(mode="json"),
         caller=caller,
         trail=trail,
+        events=runtime.events,
     )
     return PolicyBody.of(policy)
