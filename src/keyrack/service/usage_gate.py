@@ -113,14 +113,23 @@ class UsageGate:
         ]
         if not waits:
             return False
+        self._block(address, max(waits))
+        return True
+
+    def _block(self, address: str, seconds: int) -> None:
         with self._lock:
             if len(self._blocked) >= MAX_BLOCKED_ADDRESSES:
                 now = self._clock()
                 self._blocked = {a: t for a, t in self._blocked.items() if t > now}
                 if len(self._blocked) >= MAX_BLOCKED_ADDRESSES:
                     self._blocked.clear()  # bounded; the store still has every failure
-            self._blocked[address] = self._clock() + max(waits)
-        return True
+            self._blocked[address] = self._clock() + max(1, seconds)
+
+    def _counted(self, address: str, decisions: tuple[Decision, ...]) -> None:
+        """A failure that filled the address's window blocks it from the next request on."""
+        for decision in decisions:
+            if decision.remaining == 0:
+                self._block(address, decision.reset_seconds)
 
     def _refused(
         self,
@@ -147,7 +156,7 @@ class UsageGate:
         if address is None or code not in COUNTED_FAILURES:
             return
         try:
-            await self.throttle.record_failure(address)
+            self._counted(address, await self.throttle.record_failure(address))
         except RateLimited as refusal:
             raise self._refused(refusal, address=address, key=key, request_id=request_id) from None
 
@@ -157,7 +166,7 @@ class UsageGate:
         if address is None or code not in COUNTED_FAILURES:
             return
         try:
-            self.throttle.record_failure_sync(address)
+            self._counted(address, self.throttle.record_failure_sync(address))
         except RateLimited as refusal:
             raise self._refused(refusal, address=address, key=key, request_id=request_id) from None
 
