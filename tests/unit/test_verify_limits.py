@@ -175,12 +175,30 @@ def test_an_address_blocked_through_another_instance() -> None:
     unknown = FORMAT.generate()
     for _ in range(3):
         assert first.get(unknown, client="192.0.2.70").status_code == 401
-    assert not second.gate.any_blocked
+    assert not second.gate.any_watched
     assert second.get(limited_secret, client="192.0.2.70").status_code == 429
     assert second.get(limited_secret, client="192.0.2.71").status_code == 200
     third = Limited(harness=first.harness, store=first.store)
     assert third.get(unknown, client="192.0.2.70").status_code == 429
     assert third.get(plain_secret, client="192.0.2.70").status_code == 429
+
+
+def test_a_valid_key_from_a_suspect_address_is_checked_against_the_store() -> None:
+    """The address failed on both instances, the block was reached on the other one: the
+    valid key (no limits) from that address is refused here too; from elsewhere it passes."""
+    first = Limited()
+    second = Limited(harness=first.harness, store=first.store)
+    secret, _ = first.create()
+    unknown = FORMAT.generate()
+    assert second.get(unknown, client="192.0.2.80").status_code == 401
+    for _ in range(2):
+        assert first.get(unknown, client="192.0.2.80").status_code == 401
+    assert not second.gate.any_blocked
+    calls = second.store_calls
+    assert second.get(secret, client="192.0.2.81").status_code == 200
+    assert second.get(secret, client="192.0.2.80").status_code == 429
+    assert second.gate.any_blocked
+    assert second.store_calls == calls  # peeks only (acquire is what is counted)
 
 
 def test_policy_default_limits_reach_cached_keys() -> None:

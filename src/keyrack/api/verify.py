@@ -102,9 +102,12 @@ class VerifyEndpoint:
             if result is None:
                 result = await self.verifier.averify(secret, permissions)
             decisions: tuple[Decision, ...] = ()
-            # A valid key without limits goes straight on: no store, no client address.
+            # A valid key without limits goes straight on (no store, no client address)
+            # unless some address failed to authenticate here recently.
             key = result.key
-            if gate is not None and (key is None or key.limited or result.code != VALID):
+            if gate is not None and (
+                key is None or key.limited or result.code != VALID or gate.any_watched
+            ):
                 decisions = await self._apply_limits(gate, scope, result)
         except BadRequest as bad:
             await _send(send, bad.status, [], _problem(bad.status, bad.code, bad.detail))

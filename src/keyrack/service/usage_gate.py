@@ -1,12 +1,13 @@
 """Usage controls as every entry point applies them: the failed-authentication throttle by
 client address, then the authenticated key's rate limit and quota.
 
-Keys without limits cost nothing here while no address is blocked: the shared store (Redis) is
-asked only about failures and limited keys. Which addresses are blocked is remembered in the
-process (`_blocked`, until the block ends) from the store's own answers: every failure is
-counted in the store, so a guesser gets blocked on any instance it reaches after at most one
-more failure there, and a valid key from a blocked address is then refused too (a 200 among
-the 429s would tell the guesser which guess was right).
+Keys without limits cost no store (Redis) call here unless their address failed to
+authenticate on this process within the throttle's window. Every failure is counted in the
+shared store; from its answers each process remembers, until they expire, the addresses it saw
+fail (`_suspects`: a valid key from one is checked against the store before it passes) and those
+it knows to be blocked (`_blocked`: refused without asking). So a guesser is blocked on every
+instance it guesses through, and a valid key from a blocked address is refused too (a 200 among
+the 429s would tell the guesser which guess was right); keys from other addresses pass.
 """
 
 from __future__ import annotations
@@ -30,7 +31,40 @@ log = logging.getLogger("keyrack.limits")
 # guess: counting it would block every browser behind one NAT that opens a protected page.
 COUNTED_FAILURES = frozenset({"MALFORMED", "NOT_FOUND", "EXPIRED", "DISABLED"})
 THROTTLED = "THROTTLED"  # the audit reason for a known key refused from a blocked address
-MAX_BLOCKED_ADDRESSES = 100_000
+MAX_ADDRESSES = 100_000
+
+
+class _ExpiringAddresses:
+    """Address -> the POSIX time its entry ends; bounded (the store keeps the truth)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def add(self, address: str, seconds: float) -> None:
+        with self._lock:
+            now = self._clock()
+            if len(self._until) >= MAX_ADDRESSES:
+                self._until = {a: t for a, t in self._until.items() if t > now}
+                if len(self._until) >= MAX_ADDRESSES:
+                    self._until.clear()
+            self._until[address] = max(self._until.get(address, 0.0), now + seconds)
+
+    def seconds_left(self, address: str) -> float:
+        """How long `address` stays listed (0 when it is not)."""
+        until = self._until.get(address)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            with self._lock:
+                self._until.pop(address, None)
+            return 0.0
+        return left
 
 
 class UsageGate:
@@ -48,8 +82,8 @@ class UsageGate:
         self._audit = audit
         self._on_decision = on_decision or (lambda _decision: None)
         self._clock = clock
-        self._blocked: dict[str, float] = {}  # address -> when its block ends (POSIX seconds)
-        self._lock = threading.Lock()
+        self._blocked = _ExpiringAddresses(clock)
+        self._suspects = _ExpiringAddresses(clock)
         self._warn = ThrottledLog(log)
 
     @property
@@ -57,17 +91,17 @@ class UsageGate:
         """Cheap test for the hot path: only then is the client address worth computing."""
         return bool(self._blocked)
 
+    @property
+    def any_watched(self) -> bool:
+        """Whether any address failed here recently (blocked ones included)."""
+        return bool(self._suspects) or bool(self._blocked)
+
     def refusal_for(self, address: str | None) -> RateLimited | None:
         """The 429 for an address this process knows to be blocked, else None."""
         if address is None:
             return None
-        until = self._blocked.get(address)
-        if until is None:
-            return None
-        wait = math.ceil(until - self._clock())
+        wait = math.ceil(self._blocked.seconds_left(address))
         if wait <= 0:
-            with self._lock:
-                self._blocked.pop(address, None)
             return None
         policy = self.throttle.policy
         decision = Decision(
@@ -117,16 +151,12 @@ class UsageGate:
         return True
 
     def _block(self, address: str, seconds: int) -> None:
-        with self._lock:
-            if len(self._blocked) >= MAX_BLOCKED_ADDRESSES:
-                now = self._clock()
-                self._blocked = {a: t for a, t in self._blocked.items() if t > now}
-                if len(self._blocked) >= MAX_BLOCKED_ADDRESSES:
-                    self._blocked.clear()  # bounded; the store still has every failure
-            self._blocked[address] = self._clock() + max(1, seconds)
+        self._blocked.add(address, max(1, seconds))
 
     def _counted(self, address: str, decisions: tuple[Decision, ...]) -> None:
-        """A failure that filled the address's window blocks it from the next request on."""
+        """A failure makes the address a suspect for the window; one that filled the window
+        blocks it from the next request on."""
+        self._suspects.add(address, self.throttle.policy.window_seconds)
         for decision in decisions:
             if decision.remaining == 0:
                 self._block(address, decision.reset_seconds)
@@ -158,6 +188,7 @@ class UsageGate:
         try:
             self._counted(address, await self.throttle.record_failure(address))
         except RateLimited as refusal:
+            self._suspects.add(address, self.throttle.policy.window_seconds)
             raise self._refused(refusal, address=address, key=key, request_id=request_id) from None
 
     def failed_sync(
@@ -168,6 +199,7 @@ class UsageGate:
         try:
             self._counted(address, self.throttle.record_failure_sync(address))
         except RateLimited as refusal:
+            self._suspects.add(address, self.throttle.policy.window_seconds)
             raise self._refused(refusal, address=address, key=key, request_id=request_id) from None
 
     # -- authenticated keys
@@ -177,8 +209,16 @@ class UsageGate:
     ) -> tuple[Decision, ...]:
         """Count one request of a limited key, checking the address's block in the same store
         call. Raises `RateLimited` or `UsageExceeded`; returns the decisions for the
-        `RateLimit` headers (none for a key without limits)."""
+        `RateLimit` headers (none for a key without limits). A key without limits from an
+        address that failed here recently is checked against the store's count of failures."""
         if not key.limited:
+            if address is not None and self._suspects.seconds_left(address):
+                try:
+                    await self.throttle.check(address)
+                except RateLimited as refusal:
+                    raise self._refused(
+                        refusal, address=address, key=key, request_id=request_id
+                    ) from None
             return ()
         try:
             decisions = await self.limiter.enforce(
@@ -193,6 +233,13 @@ class UsageGate:
         self, *, key: VerifiedKey, address: str | None, request_id: str | None = None
     ) -> tuple[Decision, ...]:
         if not key.limited:
+            if address is not None and self._suspects.seconds_left(address):
+                try:
+                    self.throttle.check_sync(address)
+                except RateLimited as refusal:
+                    raise self._refused(
+                        refusal, address=address, key=key, request_id=request_id
+                    ) from None
             return ()
         try:
             decisions = self.limiter.enforce_sync(
