@@ -116,6 +116,8 @@ class VerifyEndpoint:
             status, body, headers = from_error(error)
             if isinstance(error, LimitExceeded):
                 body["valid"] = False
+                # nginx auth_request cannot read the body: the code travels in a header too.
+                headers["X-Keyrack-Code"] = error.code
             extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
             await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(body)))
             return
