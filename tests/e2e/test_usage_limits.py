@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from keyrack.service import keys as key_service
 from tests.conftest import TEST_PEPPER
-from tests.e2e.conftest import ISSUED_SECRETS, server_runtime
+from tests.e2e.conftest import ISSUED_SECRETS, new_org_admin, server_runtime
 from tests.e2e.server import Server, start_server
 from tests.random_refs import random_org_id
 
@@ -129,3 +131,52 @@ def test_brute_force_blocks_the_address_on_both_instances_only(pair: Pair) -> No
     assert after[0].json()["code"] == "RATE_LIMITED"
     assert after[0].headers["ratelimit-policy"] == '"auth-failures";q=100;w=60'
     assert 1 <= int(after[0].headers["retry-after"]) <= 60
+
+
+def test_silent_redis_fails_closed_fast_with_one_log_line(tmp_path: Path) -> None:
+    """A Redis that accepts connections and never answers: limited keys get 503 with
+    Retry-After within the timeout, keys without limits are unaffected, one warning is logged
+    for the burst and every request decided without Redis is counted."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        server = start_server(
+            tmp_path,
+            env={
+                "KEYRACK_PEPPER": TEST_PEPPER,
+                "KEYRACK_REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                "KEYRACK_LIMITS_FAILURE_MODE": "closed",
+                "KEYRACK_REDIS_TIMEOUT_SECONDS": "0.2",
+            },
+        )
+        try:
+            admin = new_org_admin(server)
+            limited = admin.client.post(
+                f"/orgs/{admin.org_id}/api_keys",
+                json={
+                    "name": "l",
+                    "permissions": ["read", "admin"],
+                    "quota": {"limit": 9, "period": "day"},
+                },
+            ).json()
+            ISSUED_SECRETS.append(limited["key"])
+            started = time.monotonic()
+            with server.client(limited["key"]) as client:
+                answers = [client.get("/verify") for _ in range(5)]
+                answers.append(client.get(f"/orgs/{admin.org_id}/api_keys"))
+                plain = client.get("/verify", headers={"Authorization": f"Bearer {admin.key}"})
+                scraped = client.get("/metrics").text
+            assert time.monotonic() - started < 5
+            assert [a.status_code for a in answers] == [503] * 6
+            assert {a.headers["retry-after"] for a in answers} == {"1"}
+            assert {a.json()["code"] for a in answers} == {"SERVICE_UNAVAILABLE"}
+            assert plain.status_code == 200
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in scraped.splitlines()
+                if line.startswith("keyrack_limit_store_failures_total{")
+            )
+            assert counted >= 6
+            assert server.log().count("usage limits: Redis unreachable") == 1
+        finally:
+            server.stop()
