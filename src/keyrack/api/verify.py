@@ -140,10 +140,13 @@ class VerifyEndpoint:
     async def _apply_limits(
         self, gate: UsageGate, scope: Scope, result: VerifyResult
     ) -> tuple[Decision, ...]:
-        address = client_address(scope, self.trusted_proxies)
         if result.code == VALID:
             assert result.key is not None
+            # The address matters to a valid key only if it failed here recently.
+            watched = gate.any_watched
+            address = client_address(scope, self.trusted_proxies) if watched else None
             return await gate.admit(key=result.key, address=address)
+        address = client_address(scope, self.trusted_proxies)
         await gate.failed(code=result.code, address=address, key=result.key, request_id=None)
         return ()
 
