@@ -44,9 +44,11 @@ def new_org(runtime: Runtime) -> str:
     return org_id
 
 
-async def requests(app: Any, *calls: tuple[str, str, str]) -> list[httpx.Response]:
+async def requests(
+    app: Any, *calls: tuple[str, str, str], client: str = "192.0.2.30"
+) -> list[httpx.Response]:
     """(method, path, key) one after another, in one event loop (as a server worker)."""
-    transport = httpx.ASGITransport(app=app, client=("192.0.2.30", 4000))
+    transport = httpx.ASGITransport(app=app, client=(client, 4000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=10) as http:
         return [
             await http.request(method, path, headers={"X-API-Key": key})
@@ -96,6 +98,24 @@ def test_management_api_limits_the_calling_key(runtime: Runtime) -> None:
     assert refused.headers["ratelimit-policy"] == '"rate";q=2;w=60'
     # /verify shares the key's counters: it is over its limit there too.
     assert asyncio.run(requests(app, ("GET", "/verify", secret)))[0].status_code == 429
+
+
+def test_management_api_throttles_failed_authentications(settings: Settings) -> None:
+    runtime = build_runtime(settings.model_copy(update={"auth_failure_limit": 3}))
+    try:
+        org_id = new_org(runtime)
+        secret, _ = new_key(runtime, org_id)
+        path = f"/orgs/{org_id}/api_keys"
+        guesses = [("GET", path, runtime.key_format.generate())] * 4
+        app = create_app(runtime)
+        answers = asyncio.run(requests(app, *guesses, ("GET", path, secret)))
+        assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
+        assert answers[3].json()["code"] == "RATE_LIMITED"
+        assert answers[3].headers["ratelimit-policy"] == '"auth-failures";q=3;w=60'
+        elsewhere = asyncio.run(requests(app, ("GET", path, secret), client="192.0.2.31"))
+        assert elsewhere[0].status_code == 200
+    finally:
+        runtime.close()
 
 
 @pytest.fixture

@@ -70,10 +70,13 @@ def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
     quota gets 429."""
     gate = runtime.usage_gate
     address = client_address(request.scope, runtime.usage_controls.trusted_proxies)
+    secret = presented_key(request)
     refusal = gate.refusal_for(address) if gate.any_blocked else None
     if refusal is not None and address is not None:
-        raise gate.throttled(refusal, address=address, key=None, request_id=request_id(request))
-    result = runtime.verifier.verify(presented_key(request))
+        cached = runtime.verifier.verify_cached(secret)  # names a known key in the audit log
+        key = cached.key if cached is not None else None
+        raise gate.throttled(refusal, address=address, key=key, request_id=request_id(request))
+    result = runtime.verifier.verify(secret)
     try:
         caller = principal_of(result)
     except Unauthenticated as error:
