@@ -115,10 +115,14 @@ class CreateKeyIn(BaseModel):
     )
     expires_at: Rfc3339 | None = Field(default=None, description="In the future; omit: never")
     rate_limit: RateLimitBody | None = Field(
-        default=None, description="Omit for the org policy's default_rate_limit; null for none"
+        default=None,
+        description="Omit to copy the org policy's default_rate_limit; null: none of its own"
+        " (the policy's default, if any, then applies)",
     )
     quota: QuotaBody | None = Field(
-        default=None, description="Omit for the org policy's default_quota; null for none"
+        default=None,
+        description="Omit to copy the org policy's default_quota; null: none of its own"
+        " (the policy's default, if any, then applies)",
     )
 
 
