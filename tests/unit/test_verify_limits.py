@@ -216,3 +216,20 @@ def test_policy_default_limits_reach_cached_keys() -> None:
     )
     assert limited.get(secret).status_code == 200
     assert limited.get(secret).status_code == 429
+
+
+def test_watched_addresses_expire_with_the_window() -> None:
+    now = [1_000_000.0]
+    store = InProcessLimitStore(clock=lambda: now[0])
+    throttle = AuthFailureThrottle(store, limit=3, window_seconds=60)
+    gate = UsageGate(
+        limiter=UsageLimiter(store, auth_throttle=throttle),
+        throttle=throttle,
+        clock=lambda: now[0],
+    )
+    for _ in range(3):
+        gate.failed_sync(code="NOT_FOUND", address="192.0.2.90", key=None, request_id=None)
+    assert gate.any_blocked and gate.refusal_for("192.0.2.90") is not None
+    now[0] += 61
+    assert not gate.any_watched  # nothing left to check: valid keys skip the address again
+    assert gate.refusal_for("192.0.2.90") is None

@@ -41,8 +41,18 @@ class _ExpiringAddresses:
         self._clock = clock
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._next_sweep = 0.0
 
     def __bool__(self) -> bool:
+        """Whether any entry is current; expired ones are swept at most once a second, so an
+        address that never comes back stops costing the hot path soon after its entry ends."""
+        if not self._until:
+            return False
+        now = self._clock()
+        if now >= self._next_sweep:
+            with self._lock:
+                self._next_sweep = now + 1.0
+                self._until = {a: t for a, t in self._until.items() if t > now}
         return bool(self._until)
 
     def add(self, address: str, seconds: float) -> None:
