@@ -45,7 +45,9 @@ VERIFY_CODES = (
     "RATE_LIMITED",
     "USAGE_EXCEEDED",
 )
-RATE_LIMIT_DECISIONS = ("allowed", "rate_limited", "usage_exceeded")
+# "throttled": refused because the client address failed to authenticate too often.
+RATE_LIMIT_DECISIONS = ("allowed", "rate_limited", "usage_exceeded", "throttled")
+LIMIT_STORE_FAILURES = ("unreachable", "skipped")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
 
@@ -66,6 +68,12 @@ verify_cache_lookups = Counter(
 )
 rate_limit_decisions = Counter(
     "keyrack_rate_limit_decisions_total", "Rate-limit and quota decisions", ["decision"]
+)
+limit_store_failures = Counter(
+    "keyrack_limit_store_failures_total",
+    "Requests decided without the limit store (Redis): unreachable, or skipped while it is down;"
+    " KEYRACK_LIMITS_FAILURE_MODE says whether they were admitted or answered 503",
+    ["reason"],
 )
 database_errors = Counter(
     "keyrack_database_errors_total", "Database errors by SQLAlchemy error class", ["error"]
@@ -104,6 +112,11 @@ def record_cache_lookup(*, hit: bool) -> None:
 def record_rate_limit(decision: str) -> None:
     """`decision` is one of RATE_LIMIT_DECISIONS."""
     _RATE_LIMIT[decision].inc()
+
+
+def record_limit_store_failure(reason: str) -> None:
+    """The usage controls' `on_failure` hook; `reason` is one of LIMIT_STORE_FAILURES."""
+    limit_store_failures.labels(reason if reason in LIMIT_STORE_FAILURES else "other").inc()
 
 
 def record_http(route: str, method: str, status: int, seconds: float) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from keyrack import metrics
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
 from keyrack.service.auth_failures import AuthFailureLog
@@ -15,6 +16,7 @@ from keyrack.service.events import KeyEvents
 from keyrack.service.key_cache import CachedKeyEvents, KeyCache
 from keyrack.service.sealing import ResponseSealer
 from keyrack.service.usage import LastUsedRecorder
+from keyrack.service.usage_gate import UsageGate
 from keyrack.service.verify import Verifier, record_loader, sql_loader
 from keyrack.settings import Settings
 from keyrack.store import migrate
@@ -22,6 +24,7 @@ from keyrack.store.engine import make_engine
 from keyrack.store.key_changes import KeyChangeListener, key_change_listener
 from keyrack.store.secret_lookup import SqliteSecretLookup
 from keyrack.store.uow import SqlUnitOfWork
+from keyrack.usage_controls import UsageControls, build_usage_controls
 
 
 class OutdatedSchema(Exception):
@@ -38,11 +41,22 @@ class Runtime:
     verifier: Verifier
     events: KeyEvents
     auth_failures: AuthFailureLog = field(init=False)
+    usage_controls: UsageControls = field(init=False)
+    usage_gate: UsageGate = field(init=False)
     _listener: KeyChangeListener | None = field(default=None, init=False, repr=False)
     _secret_lookup: SqliteSecretLookup | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.auth_failures = AuthFailureLog(lambda: self.uow(write=True))
+        self.usage_controls = build_usage_controls(
+            self.settings, on_failure=metrics.record_limit_store_failure
+        )
+        self.usage_gate = UsageGate(
+            limiter=self.usage_controls.limiter,
+            throttle=self.usage_controls.auth_throttle,
+            audit=self.auth_failures,
+            on_decision=metrics.record_rate_limit,
+        )
 
     def uow(self, *, write: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, write=write)
@@ -61,7 +75,13 @@ class Runtime:
             self._listener.start()
         usage.start()
 
+    async def aclose(self) -> None:
+        """`close`, plus the limit store's async client (servers: from their event loop)."""
+        await self.usage_controls.aclose()
+        self.close()
+
     def close(self) -> None:
+        self.usage_controls.close()
         self.auth_failures.close()
         if self._listener is not None:
             self._listener.stop()

@@ -128,3 +128,40 @@ def test_nginx_auth_request(server: Server, nginx: str) -> None:
         deleted = admin.client.delete(f"/orgs/{admin.org_id}/api_keys/{reader['id']}")
         assert deleted.status_code == 200
         assert client.get("/api/x", headers={"X-API-Key": reader["key"]}).status_code == 401
+
+
+def test_nginx_passes_on_usage_limits_as_429(server: Server, nginx: str) -> None:
+    admin = new_org_admin(server)
+    limited = admin.client.post(
+        f"/orgs/{admin.org_id}/api_keys",
+        json={
+            "name": "limited",
+            "permissions": ["read"],
+            "rate_limit": {"limit": 1, "window_seconds": 60},
+            "quota": None,
+        },
+    ).json()
+    used_up = admin.client.post(
+        f"/orgs/{admin.org_id}/api_keys",
+        json={"name": "quota", "permissions": ["read"], "quota": {"limit": 1, "period": "day"}},
+    ).json()
+    ISSUED_SECRETS.extend([limited["key"], used_up["key"]])
+    with httpx.Client(base_url=nginx, timeout=10) as client:
+        assert client.get("/api/x", headers={"X-API-Key": limited["key"]}).status_code == 200
+        refused = client.get("/api/x", headers={"X-API-Key": limited["key"]})
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json() == {
+            "title": "Too Many Requests",
+            "status": 429,
+            "code": "RATE_LIMITED",
+        }
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.headers["ratelimit-policy"] == '"rate";q=1;w=60'
+        assert refused.headers["ratelimit"].startswith('"rate";r=0;t=')
+        assert client.get("/api/x", headers={"X-API-Key": used_up["key"]}).status_code == 200
+        exceeded = client.get("/api/x", headers={"X-API-Key": used_up["key"]})
+        assert exceeded.status_code == 429 and exceeded.json()["code"] == "USAGE_EXCEEDED"
+        assert int(exceeded.headers["retry-after"]) >= 1
+        # Not a limit: the app's own answers and keyrack's 401 pass unchanged.
+        assert client.get("/api/x", headers={"X-API-Key": "kr_invalid"}).status_code == 401

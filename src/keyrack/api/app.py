@@ -26,7 +26,7 @@ def create_management_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runtime.start_background()
         yield
-        runtime.close()
+        await runtime.aclose()
 
     app = FastAPI(
         title="keyrack",
@@ -80,7 +80,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app: ASGIApp = BodyLimit(management, max_bytes=runtime.settings.max_body_bytes)
     # /verify is answered before the access log and FastAPI: it must stay lean.
     return VerifyEndpoint(
-        AccessLog(app), runtime.verifier, max_body_bytes=runtime.settings.max_body_bytes
+        AccessLog(app),
+        runtime.verifier,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        gate=runtime.usage_gate,
+        trusted_proxies=runtime.usage_controls.trusted_proxies,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,8 @@ def parse_networks(values: Iterable[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(value.strip(), strict=False) for value in values]
 
 
+# The same few addresses come again and again; `ipaddress` parsing costs microseconds.
+@functools.lru_cache(maxsize=4096)
 def _parse_address(value: str) -> IPAddress | None:
     value = value.strip()
     if value.startswith("["):  # "[2001:db8::1]:443"

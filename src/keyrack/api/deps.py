@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Path, Request
 from pydantic import BaseModel, ValidationError
 
+from keyrack.api.client_address import client_address
 from keyrack.api.problems import HttpProblem
 from keyrack.api.verify import key_from_headers
 from keyrack.domain.audit import RequestTrail
@@ -64,9 +65,20 @@ TrailDep = Annotated[RequestTrail, Depends(get_trail)]
 def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
     """Authentication comes first: a request without a valid key learns nothing else. It goes
     through the same cached Verifier as /verify, so a revoked key fails here just as fast.
-    A refused key that exists is counted for the audit log (written later, in bursts)."""
+    A refused key that exists is counted for the audit log (written later, in bursts). Then the
+    usage controls, as on /verify: a blocked client address or a key over its rate limit or
+    quota gets 429."""
+    gate = runtime.usage_gate
+    address = client_address(request.scope, runtime.usage_controls.trusted_proxies)
+    secret = presented_key(request)
+    refusal = gate.refusal_for(address) if gate.any_blocked else None
+    if refusal is not None and address is not None:
+        cached = runtime.verifier.verify_cached(secret)  # names a known key in the audit log
+        key = cached.key if cached is not None else None
+        raise gate.throttled(refusal, address=address, key=key, request_id=request_id(request))
+    result = runtime.verifier.verify(secret)
     try:
-        caller = principal_of(runtime.verifier.verify(presented_key(request)))
+        caller = principal_of(result)
     except Unauthenticated as error:
         if error.org_id and error.key_id:
             runtime.auth_failures.note(
@@ -76,10 +88,15 @@ def get_caller(request: Request, runtime: RuntimeDep) -> Principal:
                 client_ip=client_ip(request),
                 request_id=request_id(request),
             )
+        gate.failed_sync(
+            code=error.code, address=address, key=result.key, request_id=request_id(request)
+        )
         raise
     # For the access log (api/asgi.py:AccessLog), which reads them from scope["state"].
     request.state.org_id = caller.org_id
     request.state.key_id = caller.key_id
+    assert result.key is not None
+    gate.admit_sync(key=result.key, address=address, request_id=request_id(request))
     return caller
 
 

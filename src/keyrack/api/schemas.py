@@ -148,10 +148,14 @@ class CreateKeyIn(BaseModel):
         default=None, description="Must be in the future (else 400); omit or null: never"
     )
     rate_limit: RateLimitBody | None = Field(
-        default=None, description="Omit for the org policy's default_rate_limit; null for none"
+        default=None,
+        description="Omit to copy the org policy's default_rate_limit; null: none of its own"
+        " (the policy's default, if any, then applies)",
     )
     quota: QuotaBody | None = Field(
-        default=None, description="Omit for the org policy's default_quota; null for none"
+        default=None,
+        description="Omit to copy the org policy's default_quota; null: none of its own"
+        " (the policy's default, if any, then applies)",
     )
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qsl
 
 from keyrack.api.asgi import ASGIApp, Receive, Scope, Send
+from keyrack.api.client_address import IPNetwork, client_address
 from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
-from keyrack.domain.errors import KeyrackError, Unauthenticated
+from keyrack.domain.errors import KeyrackError, LimitExceeded, Unauthenticated
+from keyrack.domain.limits import Decision, limit_headers
 from keyrack.service.key_cache import VerifiedKey
+from keyrack.service.usage_gate import UsageGate
 from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VALID, Verifier, VerifyResult
 
 log = logging.getLogger("keyrack.verify")
@@ -51,10 +54,20 @@ class BadRequest(Exception):
 class VerifyEndpoint:
     """Answers `/verify` itself and passes every other request to `app`."""
 
-    def __init__(self, app: ASGIApp, verifier: Verifier, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: Verifier,
+        *,
+        max_body_bytes: int,
+        gate: UsageGate | None = None,
+        trusted_proxies: Sequence[IPNetwork] = (),
+    ) -> None:
         self.app = app
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
+        self.gate = gate
+        self.trusted_proxies = trusted_proxies
         self.max_answers = verifier.cache.max_entries if verifier.cache is not None else 1024
         self._answers: dict[int, tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]] = {}
 
@@ -82,14 +95,29 @@ class VerifyEndpoint:
                     ),
                 )
                 return
+            gate = self.gate
+            if gate is not None and gate.any_blocked:
+                self._refuse_blocked(gate, scope, secret)
             result = self.verifier.verify_cached(secret, permissions)
             if result is None:
                 result = await self.verifier.averify(secret, permissions)
+            decisions: tuple[Decision, ...] = ()
+            # A valid key without limits goes straight on (no store, no client address)
+            # unless some address failed to authenticate here recently.
+            key = result.key
+            if gate is not None and (
+                key is None or key.limited or result.code != VALID or gate.any_watched
+            ):
+                decisions = await self._apply_limits(gate, scope, result)
         except BadRequest as bad:
             await _send(send, bad.status, [], _problem(bad.status, bad.code, bad.detail))
             return
-        except KeyrackError as error:  # the database is unreachable: 503 with Retry-After
+        except KeyrackError as error:  # 429 (limits), 503 (database or Redis, Retry-After)
             status, body, headers = from_error(error)
+            if isinstance(error, LimitExceeded):
+                body["valid"] = False
+                # nginx auth_request cannot read the body: the code travels in a header too.
+                headers["X-Keyrack-Code"] = error.code
             extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
             await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(body)))
             return
@@ -97,9 +125,39 @@ class VerifyEndpoint:
             log.error("verification failed: %s", type(error).__name__)
             await _send(send, 500, [], _problem(500, "INTERNAL_ERROR", "verification failed"))
             return
-        await self.respond(send, result, head=method == "HEAD")
+        await self.respond(send, result, head=method == "HEAD", decisions=decisions)
 
-    async def respond(self, send: Send, result: VerifyResult, *, head: bool = False) -> None:
+    def _refuse_blocked(self, gate: UsageGate, scope: Scope, secret: str | None) -> None:
+        """Raise 429 for an address known to be blocked, before any database lookup; a cached
+        key it presented is named in the audit log."""
+        address = client_address(scope, self.trusted_proxies)
+        refusal = gate.refusal_for(address)
+        if refusal is not None and address is not None:
+            cached = self.verifier.verify_cached(secret)
+            key = cached.key if cached is not None else None
+            raise gate.throttled(refusal, address=address, key=key, request_id=None)
+
+    async def _apply_limits(
+        self, gate: UsageGate, scope: Scope, result: VerifyResult
+    ) -> tuple[Decision, ...]:
+        if result.code == VALID:
+            assert result.key is not None
+            # The address matters to a valid key only if it failed here recently.
+            watched = gate.any_watched
+            address = client_address(scope, self.trusted_proxies) if watched else None
+            return await gate.admit(key=result.key, address=address)
+        address = client_address(scope, self.trusted_proxies)
+        await gate.failed(code=result.code, address=address, key=result.key, request_id=None)
+        return ()
+
+    async def respond(
+        self,
+        send: Send,
+        result: VerifyResult,
+        *,
+        head: bool = False,
+        decisions: tuple[Decision, ...] = (),
+    ) -> None:
         """The one place where the outcome code is known (the place to count it)."""
         if result.code == VALID:
             key = result.key
@@ -107,7 +165,13 @@ class VerifyEndpoint:
             answer = self._answers.get(id(key))
             if answer is None or answer[0] is not key:
                 answer = self._answer(key)
-            await send({"type": "http.response.start", "status": 200, "headers": answer[1]})
+            headers = answer[1]
+            if decisions:  # the key's limits: what is left of them
+                headers = headers + [
+                    (name.lower().encode(), value.encode())
+                    for name, value in limit_headers(decisions)
+                ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"" if head else answer[2]})
             return
         await send_rejection(send, result)

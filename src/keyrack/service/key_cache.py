@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from keyrack.domain.limits import Quota, RateLimit
 from keyrack.store.uow import UnitOfWork
 
 
@@ -21,6 +22,14 @@ class VerifiedKey:
     key_expires_at: float | None
     secret_expires_at: float | None  # set on a secret replaced by rotation: its grace end
     loaded_at: float  # when it was read from the database (safety-net TTL)
+    # The effective limits: the key's own, else its org policy's defaults (a policy change
+    # announces every key of the org, so cached entries never keep stale defaults).
+    rate_limit: RateLimit | None = None
+    quota: Quota | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.rate_limit is not None or self.quota is not None
 
 
 class KeyCache:

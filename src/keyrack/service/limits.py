@@ -191,21 +191,24 @@ class AuthFailureThrottle:
                 self.store.peek_sync(subject=self._subject(address), rate_limit=self.policy)
             )
 
-    async def record_failure(self, address: str | None) -> None:
+    async def record_failure(self, address: str | None) -> tuple[Decision, ...]:
         """After a failed authentication: raises `RateLimited` when the address is blocked
         (answer 429 instead of 401). Failures past the threshold are not stored: the address
-        is blocked anyway, and the log stays bounded."""
-        if address is not None:
-            self._raise_if_blocked(
-                await self.store.acquire(
-                    subject=self._subject(address), rate_limit=self.policy, quota=None
-                )
-            )
+        is blocked anyway, and the log stays bounded. Returns the counted failure's decision
+        (`remaining` 0: this failure filled the window, the address is blocked from now)."""
+        if address is None:
+            return ()
+        usage = await self.store.acquire(
+            subject=self._subject(address), rate_limit=self.policy, quota=None
+        )
+        self._raise_if_blocked(usage)
+        return self._relabel(usage)
 
-    def record_failure_sync(self, address: str | None) -> None:
-        if address is not None:
-            self._raise_if_blocked(
-                self.store.acquire_sync(
-                    subject=self._subject(address), rate_limit=self.policy, quota=None
-                )
-            )
+    def record_failure_sync(self, address: str | None) -> tuple[Decision, ...]:
+        if address is None:
+            return ()
+        usage = self.store.acquire_sync(
+            subject=self._subject(address), rate_limit=self.policy, quota=None
+        )
+        self._raise_if_blocked(usage)
+        return self._relabel(usage)

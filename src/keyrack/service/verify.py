@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from keyrack.domain.hashing import SecretHasher
 from keyrack.domain.keyformat import KeyFormat
+from keyrack.domain.limits import effective_limits
 from keyrack.service.key_cache import KeyCache, VerifiedKey
 from keyrack.service.usage import LastUsedRecorder
 from keyrack.store.secret_lookup import SecretRecord
@@ -70,11 +71,24 @@ def sql_loader(uow_factory: Callable[[], UnitOfWork]) -> Loader:
     def load(digest: bytes) -> VerifiedKey | None:
         with uow_factory() as uow:
             found = uow.repo.find_by_secret_hash(digest)
+            # Only keys lacking a limit of their own need the org's defaults.
+            needs_defaults = found is not None and (
+                found[0].rate_limit is None or found[0].quota is None
+            )
+            policy = uow.repo.get_policy(found[0].org_id) if found and needs_defaults else None
         if found is None:
             return None
         key, stored_hash, secret_expires_at = found
         if not hmac.compare_digest(stored_hash, digest):
             return None
+        rate_limit, quota = key.rate_limit, key.quota
+        if policy is not None:
+            rate_limit, quota = effective_limits(
+                rate_limit=rate_limit,
+                quota=quota,
+                default_rate_limit=policy.default_rate_limit,
+                default_quota=policy.default_quota,
+            )
         return VerifiedKey(
             org_id=key.org_id,
             key_id=key.id,
@@ -84,6 +98,8 @@ def sql_loader(uow_factory: Callable[[], UnitOfWork]) -> Loader:
             key_expires_at=key.expires_at.timestamp() if key.expires_at else None,
             secret_expires_at=secret_expires_at.timestamp() if secret_expires_at else None,
             loaded_at=time.time(),
+            rate_limit=rate_limit,
+            quota=quota,
         )
 
     return load
@@ -112,6 +128,8 @@ def record_loader(find: Callable[[bytes], SecretRecord | None]) -> Loader:
                 record.secret_expires_at.timestamp() if record.secret_expires_at else None
             ),
             loaded_at=time.time(),
+            rate_limit=record.rate_limit,
+            quota=record.quota,
         )
 
     return load

@@ -21,12 +21,15 @@ from keyrack.domain.limits import (
 )
 from keyrack.service.limits import Guard, Usage
 
-# KEYS: per request its rate log (a sorted set of admissions scored in ms), quota counter and
-# guard log (a rate log only looked at). ARGV[1]: now in ms, or "" for Redis TIME (one clock
-# for every instance); ARGV[2]: a nonce making log members unique; ARGV[3]: per request seven
-# numbers, space-separated: rate limit (0: none), window ms, quota limit (0: none), quota
-# expiry (Unix ms), 1 to only look (peek), guard limit (0: none), guard window ms.
-# (Packed into one string: encoding arguments is most of the client's cost per request.)
+# ARGV[1]: now in ms, or "" for Redis TIME (one clock for every instance); ARGV[2]: a nonce
+# making log members unique; ARGV[3]: per request seven numbers, space-separated: rate limit
+# (0: none), window ms, quota limit (0: none), quota expiry (Unix ms), 1 to only look (peek),
+# guard limit (0: none), guard window ms; ARGV[4]: per request three key names,
+# space-separated: its rate log (a sorted set of admissions scored in ms), quota counter and
+# guard log (a rate log only looked at).
+# (Numbers and key names are packed into one string each rather than passed as KEYS: encoding
+# arguments is most of the client's cost per request. That is fine on one Redis, which this
+# store needs anyway (see limits_redis.py), and never on Redis Cluster.)
 # Reply: per request rate ok, rate count, oldest ms (-1: none), quota ok, quota used,
 # guard ok, guard count, guard oldest ms; then now.
 ACQUIRE_LUA = """
@@ -39,6 +42,8 @@ else
 end
 local numbers = {}
 for word in string.gmatch(ARGV[3], '%S+') do numbers[#numbers + 1] = tonumber(word) end
+local names = {}
+for word in string.gmatch(ARGV[4], '%S+') do names[#names + 1] = word end
 local function window_count(key, window)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
   return redis.call('ZCARD', key)
@@ -48,8 +53,8 @@ local function oldest_of(key, count)
   return tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
 end
 local reply = {}
-for i = 0, #KEYS / 3 - 1 do
-  local rate_key, quota_key, guard_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+for i = 0, #names / 3 - 1 do
+  local rate_key, quota_key, guard_key = names[3 * i + 1], names[3 * i + 2], names[3 * i + 3]
   local a = 7 * i
   local rate_limit, window = numbers[a + 1], numbers[a + 2]
   local quota_limit, quota_expiry, peek = numbers[a + 3], numbers[a + 4], numbers[a + 5]
@@ -143,18 +148,19 @@ def script_request(
 def script_call(
     requests: Sequence[ScriptRequest], *, now_ms: int | None
 ) -> tuple[list[str], list[int | str]]:
-    keys = [key for request in requests for key in request.keys]
+    names = " ".join(" ".join(request.keys) for request in requests)
     numbers = " ".join(request.numbers for request in requests)
     # The nonce plus the position in the batch makes every admission a distinct log member.
-    return keys, ["" if now_ms is None else now_ms, secrets.token_hex(8), numbers]
+    return [], ["" if now_ms is None else now_ms, secrets.token_hex(8), numbers, names]
 
 
 def usages(requests: Sequence[ScriptRequest], reply: Sequence[int]) -> list[Usage]:
     now = int(reply[-1]) / 1000
     results = []
     for n, request in enumerate(requests):
+        # Lua numbers come back as Redis integers, so already Python ints.
         rate_ok, rate_count, oldest_ms, quota_ok, quota_used, guard_ok, guard_count, guard_ms = (
-            int(x) for x in reply[8 * n : 8 * n + 8]
+            reply[8 * n : 8 * n + 8]
         )
         decisions: list[Decision] = []
         if request.rate_limit is not None:

@@ -8,14 +8,19 @@ its own WAL snapshot and sqlite3's statement cache keeps the query prepared.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from keyrack.domain.limits import Quota, RateLimit, effective_limits
+from keyrack.domain.policy import parse_policy
 
 _QUERY = (
     "SELECT k.id, k.org_id, k.name, k.permissions, k.enabled, k.expires_at, s.secret_hash,"
-    " s.expires_at FROM key_secrets AS s JOIN api_keys AS k ON k.id = s.key_id"
+    " s.expires_at, k.rate_limit, k.quota, o.policy FROM key_secrets AS s"
+    " JOIN api_keys AS k ON k.id = s.key_id JOIN orgs AS o ON o.id = k.org_id"
     " WHERE s.secret_hash = ?"
 )
 
@@ -29,6 +34,28 @@ class SecretRecord(NamedTuple):
     key_expires_at: datetime | None
     secret_hash: bytes
     secret_expires_at: datetime | None
+    rate_limit: RateLimit | None = None  # effective: the key's own, else the org's default
+    quota: Quota | None = None
+
+
+def _json(value: str | None) -> Any:
+    return json.loads(value) if value else None
+
+
+def _limits(row: tuple[Any, ...]) -> tuple[RateLimit | None, Quota | None]:
+    rate_limit, quota = RateLimit.parse(_json(row[8])), Quota.parse(_json(row[9]))
+    if rate_limit is not None and quota is not None:
+        return rate_limit, quota
+    policy = _json(row[10])
+    if not policy:
+        return rate_limit, quota
+    defaults = parse_policy(policy)
+    return effective_limits(
+        rate_limit=rate_limit,
+        quota=quota,
+        default_rate_limit=defaults.default_rate_limit,
+        default_quota=defaults.default_quota,
+    )
 
 
 def _utc(value: str | None) -> datetime | None:
@@ -50,6 +77,7 @@ class SqliteSecretLookup:
         row = connection.execute(_QUERY, (secret_hash,)).fetchone()
         if row is None:
             return None
+        rate_limit, quota = _limits(row)
         return SecretRecord(
             key_id=row[0],
             org_id=row[1],
@@ -59,6 +87,8 @@ class SqliteSecretLookup:
             key_expires_at=_utc(row[5]),
             secret_hash=bytes(row[6]),
             secret_expires_at=_utc(row[7]),
+            rate_limit=rate_limit,
+            quota=quota,
         )
 
     def close(self) -> None:

@@ -39,13 +39,15 @@ def put_policy(
     runtime: RuntimeDep,
     trail: TrailDep,
 ) -> PolicyBody:
-    """Replace the policy (needs `admin`; omitted fields mean no limit). It applies to keys
-    created or changed from now on; creates that break it get 400 naming the rule."""
+    """Replace the policy (needs `admin`; omitted fields mean no limit). Its rules apply to keys
+    created or changed from now on (creates that break them get 400 naming the rule); its
+    default limits at once to every key without a limit of its own."""
     policy = policy_service.set_policy(
         uow=runtime.uow(write=True),
         org_id=org_id,
         document=body.model_dump(mode="json"),
         caller=caller,
         trail=trail,
+        events=runtime.events,
     )
     return PolicyBody.of(policy)

@@ -1,0 +1,168 @@
+"""`GET /verify` with a rate limit on Redis against the same without limits, side by side in one
+run: one keyrack worker with `KEYRACK_REDIS_URL` set, 1,000 keys of each kind, wrk alternating
+between them round by round (goal: limited >= 0.7 of unlimited).
+
+    .venv/bin/python bench/bench_limits_http.py [--redis-url URL] [--rounds 5] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from common import WrkResult, key_rotation_script, keyrack_env, runtime_for, serve, wrk
+from keyrack.runtime import Runtime
+from keyrack.service import keys as key_service
+
+ORG = "bench"
+# Generous, so every request is admitted and counted: the cost measured is the check itself.
+RATE_LIMIT = {"limit": 100_000, "window_seconds": 60}
+
+
+@dataclass
+class Run:
+    wrk: WrkResult
+    server_cpu_us: float  # the keyrack worker's CPU time per request
+    redis_cpu_us: float  # Redis's time in the limit script per request (INFO commandstats)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def script_usec(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(int(v["usec"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+def measured(
+    url: str, pid: int, client: redis.Redis, options: argparse.Namespace, script: Path
+) -> Run:
+    cpu, usec = process_cpu_seconds(pid), script_usec(client)
+    result = wrk(url, seconds=options.seconds, connections=options.connections, script=script)
+    requests = result.requests_per_second * options.seconds
+    return Run(
+        wrk=result,
+        server_cpu_us=(process_cpu_seconds(pid) - cpu) / requests * 1e6,
+        redis_cpu_us=(script_usec(client) - usec) / requests,
+    )
+
+
+def issue(runtime: Runtime, count: int, rate_limit: object) -> list[str]:
+    return [
+        key_service.create_key(
+            uow=runtime.uow(write=True),
+            key_format=runtime.key_format,
+            hasher=runtime.hasher,
+            org_id=ORG,
+            name=f"bench {index}",
+            permissions=["read"],
+            rate_limit=rate_limit,
+            quota=None,
+        ).secret
+        for index in range(count)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("KEYRACK_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--keys", type=int, default=1000)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        url = f"sqlite:///{directory / 'keyrack.db'}"
+        runtime = runtime_for(url, directory)
+        key_service.create_org(uow=runtime.uow(write=True), org_id=ORG)
+        scripts = {
+            "unlimited": key_rotation_script(
+                directory / "unlimited.lua", issue(runtime, options.keys, None)
+            ),
+            "rate limit on Redis": key_rotation_script(
+                directory / "limited.lua", issue(runtime, options.keys, RATE_LIMIT)
+            ),
+        }
+        runtime.close()
+        env = {**keyrack_env(url, directory), "KEYRACK_REDIS_URL": options.redis_url}
+        server = serve("keyrack.api.app:create_app_from_env", factory=True, env=env)
+        results: dict[str, list[Run]] = {name: [] for name in scripts}
+        redis_client = redis.Redis.from_url(options.redis_url)
+        try:
+            for script in scripts.values():
+                wrk(server.url + "/verify", seconds=2, script=script)  # warm cache and Redis
+            for round_number in range(1, options.rounds + 1):
+                # Alternate which goes first: a drifting machine load favours neither.
+                order = list(scripts) if round_number % 2 else list(reversed(scripts))
+                for name in order:
+                    results[name].append(
+                        measured(
+                            server.url + "/verify",
+                            server.process.pid,
+                            redis_client,
+                            options,
+                            scripts[name],
+                        )
+                    )
+                print(
+                    f"round {round_number}: "
+                    + ", ".join(
+                        f"{name} {runs[-1].wrk.requests_per_second:,.0f} req/s "
+                        f"p99 {runs[-1].wrk.p99_ms:.2f} ms, server CPU "
+                        f"{runs[-1].server_cpu_us:.0f} us/req"
+                        for name, runs in results.items()
+                    ),
+                    flush=True,
+                )
+        finally:
+            server.stop()
+            redis_client.close()
+    report(results, options)
+
+
+def report(results: dict[str, list[Run]], options: argparse.Namespace) -> None:
+    for name, runs in results.items():
+        assert all(r.wrk.non_2xx == 0 for r in runs), f"{name}: non-2xx answers"
+    unlimited, limited = results["unlimited"], results["rate limit on Redis"]
+    print(f"\nmedian of {options.rounds} rounds, {options.connections} connections, one worker:")
+    for name, runs in results.items():
+        rps = statistics.median(r.wrk.requests_per_second for r in runs)
+        p50 = statistics.median(r.wrk.p50_ms for r in runs)
+        p99 = statistics.median(r.wrk.p99_ms for r in runs)
+        cpu = statistics.median(r.server_cpu_us for r in runs)
+        redis_cpu = statistics.median(r.redis_cpu_us for r in runs)
+        print(
+            f"{name:<22}{rps:>10,.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+            f"server CPU {cpu:.0f} us/req  Redis {redis_cpu:.0f} us/req"
+        )
+    ratios = [
+        lim.wrk.requests_per_second / unl.wrk.requests_per_second
+        for unl, lim in zip(unlimited, limited, strict=True)
+    ]
+    cpu_ratios = [
+        unl.server_cpu_us / lim.server_cpu_us for unl, lim in zip(unlimited, limited, strict=True)
+    ]
+    print(
+        f"limited / unlimited     {statistics.median(ratios):.2f} median per round (goal >= 0.7);"
+        " rounds: " + ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    )
+    print(
+        "per server CPU second  "
+        f"{statistics.median(cpu_ratios):.2f} median per round (what one dedicated core would"
+        " give, Redis elsewhere); rounds: " + ", ".join(f"{ratio:.2f}" for ratio in cpu_ratios)
+    )
+
+
+if __name__ == "__main__":
+    main()
