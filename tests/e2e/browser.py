@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = os.environ.get("KEYRACK_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -26,6 +26,10 @@ CHROMIUM_ARGS = [
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Generous waits: on a loaded 2-core CI machine a round trip can take seconds. They bound how long
+# a broken page is waited for; they are not timings the tests assert.
+WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
 
 
 def chromium_path() -> str:
@@ -52,7 +56,7 @@ def browser() -> Iterator[Browser]:
 
 def new_page(browser: Browser, viewport: dict[str, int] = DESKTOP) -> Page:
     context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(WAIT_MS)
     return context.new_page()
 
 
