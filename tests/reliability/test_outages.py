@@ -155,3 +155,61 @@ def test_faults_in_the_middle_of_requests_are_503_never_500(
         wait_until(lambda: client.get(keys_path).status_code == 200, timeout=10)
         for secret in acknowledged:
             assert authenticates(client, tenant.org_id, secret)
+
+
+def verify_code(client: httpx.Client, secret: str) -> tuple[int, str, float]:
+    response, elapsed = timed(
+        client, "GET", "/verify", headers={"Authorization": f"Bearer {secret}"}
+    )
+    if response.status_code == 503:
+        assert_unavailable(response)
+    return response.status_code, response.json()["code"], elapsed
+
+
+@pytest.mark.parametrize(
+    ("mode", "bound"), [("refuse", OUTAGE_BOUND_SECONDS), ("blackhole", BLACKHOLE_BOUND_SECONDS)]
+)
+def test_readyz_and_verify_during_an_outage(
+    proxied: tuple[Node, Tenant], proxy: FaultProxy, mode: str, bound: float
+) -> None:
+    """/readyz says 503 while the database is away and 200 after; /verify fails closed: once the
+    change feed is lost (checked every 0.5 s) even a cached key gets 503, because a revocation
+    committed by another instance could no longer reach this one's cache."""
+    node, tenant = proxied
+    keys_path = f"/orgs/{tenant.org_id}/api_keys"
+    with node.client(tenant.admin_key, timeout=30) as client, node.client(timeout=30) as anonymous:
+        cached, uncached = (
+            client.post(keys_path, json={"name": name, "permissions": ["read"]}).json()["key"]
+            for name in ("cached", "uncached")
+        )
+        assert verify_code(anonymous, cached)[:2] == (200, "VALID")  # now in the cache
+        assert anonymous.get("/readyz").status_code == 200
+        proxy.cut(mode)  # type: ignore[arg-type]
+        started = time.monotonic()
+        closed = wait_until(
+            lambda: verify_code(anonymous, cached)[:2] == (503, "SERVICE_UNAVAILABLE"), timeout=5
+        )
+        assert closed < bound, f"a cached key verified for {closed:.2f}s"
+        for secret in (cached, uncached):
+            status, code, elapsed = verify_code(anonymous, secret)
+            assert (status, code) == (503, "SERVICE_UNAVAILABLE")
+            assert elapsed < bound
+        ready, elapsed = timed(anonymous, "GET", "/readyz")
+        assert_unavailable(ready)
+        assert ready.json()["checks"]["database"] != "ok"
+        assert elapsed < bound
+        outage = time.monotonic() - started
+        proxy.restore()
+        recovered = wait_until(lambda: anonymous.get("/readyz").status_code == 200, timeout=10)
+        verifies = wait_until(
+            lambda: all(
+                verify_code(anonymous, s)[:2] == (200, "VALID") for s in (cached, uncached)
+            ),
+            timeout=10,
+        )
+        assert max(recovered, verifies) < RECOVERY_BOUND_SECONDS
+        print(
+            f"FIGURE verify during outage ({mode}): cached key failed closed after {closed:.3f}s, "
+            f"/readyz 503 for {outage:.2f}s, ready again {recovered:.3f}s and verifying "
+            f"{verifies:.3f}s after the restore"
+        )
