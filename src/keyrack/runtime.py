@@ -61,6 +61,12 @@ class Runtime:
             self._listener.start()
         usage.start()
 
+    @property
+    def revocation_feed_connected(self) -> bool:
+        """Whether key changes of other processes reach the cache; until then (and whenever the
+        feed is lost) verification bypasses the cache and reads the database every time."""
+        return self._listener is not None and self._listener.connected.is_set()
+
     def close(self) -> None:
         self.auth_failures.close()
         if self._listener is not None:

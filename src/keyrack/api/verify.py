@@ -2,21 +2,32 @@
 
 No FastAPI or Starlette machinery and no per-request success logging on this path: a cache hit
 is header parsing, one HMAC, one dict lookup and two `send` calls. It is also the target of
-nginx `auth_request` (which only understands 2xx, 401 and 403).
+nginx `auth_request` (which only understands 2xx, 401 and 403). Every answer carries an
+`X-Request-ID` (honoured or generated, as on the management API) and is reported to
+`VerifyTelemetry` (batched metrics; refusals logged at most once per interval per code).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
-from keyrack.api.asgi import ASGIApp, Receive, Scope, Send
+from keyrack.api.asgi import ASGIApp, Receive, Scope, Send, request_id_header
 from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
+from keyrack.api.verify_telemetry import VerifyTelemetry
 from keyrack.domain.errors import KeyrackError, Unauthenticated
 from keyrack.service.key_cache import VerifiedKey
-from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VALID, Verifier, VerifyResult
+from keyrack.service.verify import (
+    INSUFFICIENT_PERMISSIONS,
+    MALFORMED,
+    MISSING,
+    VALID,
+    Verifier,
+    VerifyResult,
+)
 
 log = logging.getLogger("keyrack.verify")
 
@@ -25,6 +36,7 @@ _ALLOWED_METHODS = "GET, HEAD, POST"
 _BODY_FIELDS = frozenset({"key", "permissions"})
 _JSON = b"application/json"
 _NO_STORE = (b"cache-control", b"no-store")
+_NO_CACHE_LOOKUP = frozenset({MISSING, MALFORMED})  # decided before the cache is asked
 
 
 def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -51,10 +63,18 @@ class BadRequest(Exception):
 class VerifyEndpoint:
     """Answers `/verify` itself and passes every other request to `app`."""
 
-    def __init__(self, app: ASGIApp, verifier: Verifier, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: Verifier,
+        *,
+        max_body_bytes: int,
+        telemetry: VerifyTelemetry | None = None,
+    ) -> None:
         self.app = app
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
+        self.telemetry = telemetry
         self.max_answers = verifier.cache.max_entries if verifier.cache is not None else 1024
         self._answers: dict[int, tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]] = {}
 
@@ -62,7 +82,10 @@ class VerifyEndpoint:
         if scope["type"] != "http" or scope["path"] != VERIFY_PATH:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        request_id = request_id_header(scope["headers"])
         method = scope["method"]
+        cache_hit: bool | None = None
         try:
             if method == "GET" or method == "HEAD":
                 secret = key_from_headers(scope["headers"])
@@ -71,46 +94,88 @@ class VerifyEndpoint:
             elif method == "POST":
                 secret, permissions = await self._read_body(scope, receive)
             else:
-                await _send(
-                    send,
+                raise BadRequest(
                     405,
-                    [(b"allow", _ALLOWED_METHODS.encode())],
-                    _problem(
-                        405,
-                        "METHOD_NOT_ALLOWED",
-                        f"{method} is not allowed here; allowed: {_ALLOWED_METHODS}",
-                    ),
+                    "METHOD_NOT_ALLOWED",
+                    f"{method} is not allowed here; allowed: {_ALLOWED_METHODS}",
                 )
-                return
             result = self.verifier.verify_cached(secret, permissions)
             if result is None:
+                cache_hit = False
                 result = await self.verifier.averify(secret, permissions)
+            elif result.code not in _NO_CACHE_LOOKUP:
+                cache_hit = True
         except BadRequest as bad:
-            await _send(send, bad.status, [], _problem(bad.status, bad.code, bad.detail))
+            extra = [request_id]
+            if bad.status == 405:
+                extra.append((b"allow", _ALLOWED_METHODS.encode()))
+            await _send(send, bad.status, extra, _problem(bad.status, bad.code, bad.detail))
+            self._answered(bad.code, bad.status, started, request_id, scope)
             return
         except KeyrackError as error:  # the database is unreachable: 503 with Retry-After
             status, body, headers = from_error(error)
-            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            extra = [request_id, *((k.lower().encode(), v.encode()) for k, v in headers.items())]
             await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(body)))
+            self._answered(error.code, status, started, request_id, scope, cache_hit)
             return
         except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
-            log.error("verification failed: %s", type(error).__name__)
-            await _send(send, 500, [], _problem(500, "INTERNAL_ERROR", "verification failed"))
+            await _send(
+                send, 500, [request_id], _problem(500, "INTERNAL_ERROR", "verification failed")
+            )
+            if self.telemetry is None:
+                log.error("verification failed: %s", type(error).__name__)
+            self._answered(
+                "INTERNAL_ERROR", 500, started, request_id, scope, cache_hit, error=error
+            )
             return
-        await self.respond(send, result, head=method == "HEAD")
+        status = await self.respond(send, result, head=method == "HEAD", request_id=request_id)
+        self._answered(result.code, status, started, request_id, scope, cache_hit, result.key)
 
-    async def respond(self, send: Send, result: VerifyResult, *, head: bool = False) -> None:
-        """The one place where the outcome code is known (the place to count it)."""
+    def _answered(
+        self,
+        code: str,
+        status: int,
+        started: float,
+        request_id: tuple[bytes, bytes],
+        scope: Scope,
+        cache_hit: bool | None = None,
+        key: VerifiedKey | None = None,
+        *,
+        error: Exception | None = None,
+    ) -> None:
+        if self.telemetry is not None:
+            self.telemetry.answered(
+                code,
+                status,
+                started,
+                cache_hit=cache_hit,
+                key=key,
+                request_id=request_id[1],
+                scope=scope,
+                error=error,
+            )
+
+    async def respond(
+        self,
+        send: Send,
+        result: VerifyResult,
+        *,
+        head: bool = False,
+        request_id: tuple[bytes, bytes] | None = None,
+    ) -> int:
+        """Sends the answer for `result` and returns its status."""
+        extra = [request_id] if request_id is not None else []
         if result.code == VALID:
             key = result.key
             assert key is not None
             answer = self._answers.get(id(key))
             if answer is None or answer[0] is not key:
                 answer = self._answer(key)
-            await send({"type": "http.response.start", "status": 200, "headers": answer[1]})
+            headers = answer[1] + extra  # a new list: the cached one is shared by every answer
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"" if head else answer[2]})
-            return
-        await send_rejection(send, result)
+            return 200
+        return await send_rejection(send, result, extra)
 
     def _answer(self, key: VerifiedKey) -> tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]:
         """The 200 answer for a cached key, built once per cache entry. Keyed by the entry's id
@@ -171,8 +236,11 @@ class VerifyEndpoint:
         return _parse_body(data, header_key)
 
 
-async def send_rejection(send: Send, result: VerifyResult) -> None:
-    """401 (with `WWW-Authenticate`) or 403, as problem+json carrying the verification code."""
+async def send_rejection(
+    send: Send, result: VerifyResult, headers: list[tuple[bytes, bytes]] | None = None
+) -> int:
+    """401 (with `WWW-Authenticate`) or 403, as problem+json carrying the verification code;
+    returns the status."""
     code = result.code
     challenge: dict[str, str] = {}
     if code == INSUFFICIENT_PERMISSIONS:
@@ -180,8 +248,9 @@ async def send_rejection(send: Send, result: VerifyResult) -> None:
     else:
         status, problem, challenge = from_error(Unauthenticated(result.detail, code=code))
     problem["valid"] = False
-    extra = [(k.lower().encode(), v.encode()) for k, v in challenge.items()]
+    extra = [*(headers or ()), *((k.lower().encode(), v.encode()) for k, v in challenge.items())]
     await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(problem)))
+    return status
 
 
 def _parse_body(data: object, header_key: str | None) -> tuple[str | None, list[str]]:

@@ -13,6 +13,9 @@ import threading
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from keyrack import metrics
+from keyrack.domain.errors import ServiceUnavailable
+
 _QUERY = (
     "SELECT k.id, k.org_id, k.name, k.permissions, k.enabled, k.expires_at, s.secret_hash,"
     " s.expires_at FROM key_secrets AS s JOIN api_keys AS k ON k.id = s.key_id"
@@ -44,10 +47,14 @@ class SqliteSecretLookup:
         self._lock = threading.Lock()
 
     def find(self, secret_hash: bytes) -> SecretRecord | None:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-        row = connection.execute(_QUERY, (secret_hash,)).fetchone()
+        try:
+            connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+            if connection is None:
+                connection = self._connect()
+            row = connection.execute(_QUERY, (secret_hash,)).fetchone()
+        except sqlite3.Error as error:  # as SqlUnitOfWork does: counted, then 503 to the caller
+            metrics.record_database_error(error)
+            raise ServiceUnavailable("the database is unreachable; retry shortly") from error
         if row is None:
             return None
         return SecretRecord(
