@@ -4,6 +4,9 @@ with metrics and JSON logging on against both off (6).
 
     .venv/bin/python bench/bench_http.py [--rounds 3] [--seconds 10] [--connections 32]
     .venv/bin/python bench/bench_http.py --only small,quiet,multiproc --rounds 7   # (6) alone
+
+`--reference-src DIR` adds a server running another checkout's `src/` (for instance
+`git archive main src | tar -x -C /tmp/main`) on the same database, as a before/after control.
 """
 
 from __future__ import annotations
@@ -56,8 +59,11 @@ def main() -> None:
     parser.add_argument(
         "--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}"
     )
+    parser.add_argument("--reference-src", type=Path, help="another checkout to compare with")
     options = parser.parse_args()
     chosen = [name for name in SCENARIOS if name in options.only.split(",")]
+    if options.reference_src:
+        chosen.insert(chosen.index("small") + 1 if "small" in chosen else 0, "reference")
     with tempfile.TemporaryDirectory() as tmp:
         results = run_rounds(Path(tmp), chosen, options)
     report(results, options)
@@ -87,6 +93,9 @@ def run_rounds(
             args=on,
         ),
     }
+    if options.reference_src:
+        reference_env = {**small_env, "PYTHONPATH": str(options.reference_src.resolve() / "src")}
+        starts["reference"] = lambda: serve(APP, factory=True, env=reference_env, args=on)
     if "large" in chosen:
         print(f"seeding {options.stored:,} keys ...", flush=True)
         large_url, large_keys, _ = prepare(large_dir, options.stored)
@@ -154,6 +163,7 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
     labels = {
         "baseline": "raw ASGI floor",
         "small": "GET /verify, 1,000 keys",
+        "reference": "  the reference checkout",
         "quiet": "  metrics and logs off",
         "multiproc": "  multiprocess metrics",
         "large": f"GET /verify, {options.stored:,} keys",
@@ -172,6 +182,7 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
         ("(1) verify / raw ASGI    ", "small", "baseline", "(goal >= 0.75)"),
         ("(2) 1M keys / 1k keys    ", "large", "small", "(goal >= 0.9)"),
         ("(6) metrics on / off     ", "small", "quiet", "(goal >= 0.95)"),
+        ("    this tree / reference", "small", "reference", ""),
         ("(6) multiprocess / off   ", "multiproc", "quiet", "(goal >= 0.95)"),
     ]
     for label, top, bottom, goal in ratios:
@@ -189,9 +200,13 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
             )
             # Server CPU per request is far less disturbed by other load than throughput: the
             # throughput one dedicated core would give is its inverse.
+            cpu_ratio = statistics.median(
+                (b.server_cpu_us or 0.0) / (t.server_cpu_us or 1.0)
+                for t, b in zip(results[top], results[bottom], strict=True)
+            )
             print(
-                f"    server CPU per request: {cpu[top]:.1f} vs {cpu[bottom]:.1f} us, "
-                f"throughput ratio on a dedicated core {cpu[bottom] / cpu[top]:.3f}"
+                f"    server CPU per request: {cpu[top]:.1f} vs {cpu[bottom]:.1f} us (medians), "
+                f"throughput ratio on a dedicated core {cpu_ratio:.3f} median per round"
             )
     if "small" in results:
         print(f"(1) verify p99            {p99['small']:.2f} ms  (goal < 5 ms)")
