@@ -153,7 +153,7 @@ class VerifyRecorder:
         self._misses = 0
         self._flush_due: float | None = None  # while something is pending
 
-    def record(self, code: str, seconds: float, *, cache_hit: bool | None, now: float) -> None:
+    def record(self, code: str, seconds: float, cache_hit: bool | None, now: float) -> None:
         """One answer; `cache_hit` None when no cache lookup happened (no or malformed key);
         `now` is `time.perf_counter()`, which the caller has just read anyway."""
         codes = self._codes

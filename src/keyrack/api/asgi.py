@@ -190,6 +190,7 @@ def _usable_request_id(value: bytes) -> bool:
 # A random per-process prefix and a counter: unique across workers and restarts, without a
 # random-number syscall per request (request ids correlate log lines; they are not secrets).
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
+_REQUEST_ID_PREFIX_BYTES = f"{_REQUEST_ID_PREFIX}-".encode("ascii")
 _request_numbers = itertools.count(1)
 
 
@@ -204,4 +205,5 @@ def request_id_header(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]
             if _usable_request_id(value):
                 return (b"x-request-id", value)
             break
-    return (b"x-request-id", _new_request_id().encode("ascii"))
+    # the same id as `_new_request_id`, formatted as bytes directly: half the cost on this path
+    return (b"x-request-id", b"%s%x" % (_REQUEST_ID_PREFIX_BYTES, next(_request_numbers)))

@@ -129,7 +129,11 @@ class VerifyEndpoint:
             )
             return
         status = await self.respond(send, result, head=method == "HEAD", request_id=request_id)
-        self._answered(result.code, status, started, request_id, scope, cache_hit, result.key)
+        telemetry = self.telemetry
+        if telemetry is not None:  # positional arguments: this runs on every verification
+            telemetry.answered(
+                result.code, status, started, cache_hit, result.key, request_id, scope
+            )
 
     def _answered(
         self,
@@ -145,14 +149,7 @@ class VerifyEndpoint:
     ) -> None:
         if self.telemetry is not None:
             self.telemetry.answered(
-                code,
-                status,
-                started,
-                cache_hit=cache_hit,
-                key=key,
-                request_id=request_id[1],
-                scope=scope,
-                error=error,
+                code, status, started, cache_hit, key, request_id, scope, error=error
             )
 
     async def respond(

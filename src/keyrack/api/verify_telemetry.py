@@ -85,18 +85,19 @@ class VerifyTelemetry:
         code: str,
         status: int,
         started: float,
-        *,
         cache_hit: bool | None,
         key: VerifiedKey | None,
-        request_id: bytes,
+        request_id: tuple[bytes, bytes],
         scope: Scope,
         error: Exception | None = None,
     ) -> None:
+        """One answer sent; `started` is its `time.perf_counter()` at arrival, `request_id` its
+        `X-Request-ID` header; `cache_hit` None when no cache lookup happened."""
         recorder = self.recorder
         if recorder is not None:
             now = time.perf_counter()
-            recorder.record(code, now - started, cache_hit=cache_hit, now=now)
+            recorder.record(code, now - started, cache_hit, now)
         if code != VALID and self.refusals is not None:
             self.refusals.refused(
-                code, status, key=key, request_id=request_id, scope=scope, error=error
+                code, status, key=key, request_id=request_id[1], scope=scope, error=error
             )
