@@ -3,7 +3,8 @@
 with metrics and JSON logging on against both off (6).
 
     .venv/bin/python bench/bench_http.py [--rounds 3] [--seconds 10] [--connections 32]
-    .venv/bin/python bench/bench_http.py --only small,quiet,multiproc --rounds 7   # (6) alone
+    .venv/bin/python bench/bench_http.py --only small,quiet,multiproc --fresh-servers \
+        --rounds 9 --seconds 6                                                     # (6) alone
 
 `--reference-src DIR` adds a server running another checkout's `src/` (for instance
 `git archive main src | tar -x -C /tmp/main`) on the same database, as a before/after control.
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from common import (
+    Served,
     WrkResult,
     bulk_fill,
     issue_keys,
@@ -60,6 +62,12 @@ def main() -> None:
         "--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}"
     )
     parser.add_argument("--reference-src", type=Path, help="another checkout to compare with")
+    parser.add_argument(
+        "--fresh-servers",
+        action="store_true",
+        help="new server processes every round: on a shared machine one process can run slower "
+        "than an identical one for its whole life (where the scheduler put it)",
+    )
     options = parser.parse_args()
     chosen = [name for name in SCENARIOS if name in options.only.split(",")]
     if options.reference_src:
@@ -102,9 +110,8 @@ def run_rounds(
         scripts["large"] = key_rotation_script(tmp / "large.lua", large_keys)
         large_env = keyrack_env(large_url, large_dir)
         starts["large"] = lambda: serve(APP, factory=True, env=large_env, args=on)
-    servers = {name: start() for name, start in starts.items() if name in chosen}
-    if "list" in chosen and "small" not in servers:
-        servers["small"] = starts["small"]()
+    wanted = [name for name in starts if name in chosen or (name == "small" and "list" in chosen)]
+    servers: dict[str, Served] = {}
     results: dict[str, list[WrkResult]] = {name: [] for name in chosen}
     run = {"seconds": options.seconds, "connections": options.connections}
 
@@ -115,12 +122,24 @@ def run_rounds(
         # the same wrk script for the floor too: equal client-side cost
         return servers[name].url + "/verify", {"script": scripts.get(name, scripts["small"])}
 
-    try:
-        for name in servers:
-            if name not in ("baseline", "list"):
+    def start_servers() -> None:
+        for name in wanted:
+            servers[name] = starts[name]()
+            if name != "baseline":
                 url, extra = target(name)
                 wrk(url, seconds=2, **extra)  # type: ignore[arg-type]  # warm the cache
+
+    def stop_servers() -> None:
+        for server in servers.values():
+            server.stop()
+        servers.clear()
+
+    try:
+        start_servers()
         for round_number in range(1, options.rounds + 1):
+            if options.fresh_servers and round_number > 1:
+                stop_servers()
+                start_servers()
             # Alternate the order: on a loaded machine the later run of a pair is often slower.
             order = chosen if round_number % 2 else list(reversed(chosen))
             for name in order:
@@ -136,8 +155,7 @@ def run_rounds(
                 for name, r in results.items()
             ), flush=True)  # fmt: skip
     finally:
-        for server in servers.values():
-            server.stop()
+        stop_servers()
     return results
 
 
