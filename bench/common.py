@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,12 @@ class Served:
     process: subprocess.Popen[bytes]
     url: str
 
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (user + system), from /proc (Linux)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -49,10 +56,14 @@ class Served:
             self.process.kill()
 
 
-def serve(target: str, *, factory: bool, env: dict[str, str] | None = None) -> Served:
+def serve(
+    target: str, *, factory: bool, env: dict[str, str] | None = None, args: Sequence[str] = ()
+) -> Served:
     """One uvicorn worker on loopback, the same settings for keyrack and the baseline."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", target, *UVICORN_SETTINGS, "--port", str(port)]
+    command = [
+        sys.executable, "-m", "uvicorn", target, *UVICORN_SETTINGS, *args, "--port", str(port)
+    ]  # fmt: skip
     if factory:
         command.append("--factory")
     process = subprocess.Popen(
@@ -123,6 +134,8 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    requests: int = 0
+    server_cpu_us: float | None = None  # the server's CPU time per request, when measured
 
 
 def _ms(text: str) -> float:
@@ -149,7 +162,8 @@ def wrk(
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return WrkResult(rps, p50, p99, int(errors.group(1)) if errors else 0)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return WrkResult(rps, p50, p99, int(errors.group(1)) if errors else 0, requests)
 
 
 def ensure_wrk() -> None:

@@ -1,17 +1,26 @@
-"""What the access-log layer and the metric recorders cost per request, in microseconds.
+"""What the access-log layer, the metric recorders and /verify's telemetry cost per request, in
+microseconds.
 
 Run: .venv/bin/python bench/observability_cost.py  (add PROMETHEUS_MULTIPROC_DIR=<empty dir>
 to measure multiprocess mode). In-process calls, no server: this isolates our own overhead.
+The last lines drive the real `/verify` endpoint (warm cache, 100 keys) with its telemetry on
+and off: the difference is everything instrumentation adds to a verification.
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+from common import issue_keys, runtime_for
 from keyrack import metrics
-from keyrack.api.asgi import AccessLog
+from keyrack.api.asgi import AccessLog, request_id_header
+from keyrack.api.verify import VerifyEndpoint
+from keyrack.api.verify_telemetry import RefusalLog, VerifyTelemetry
+from keyrack.service import keys as key_service
 
 N = 20_000
 REPEATS = 7  # the minimum of several runs: the least disturbed by other load on the machine
@@ -48,6 +57,62 @@ def best(run: Any) -> float:
     return min(run() for _ in range(REPEATS))
 
 
+async def verify_requests(app: Any, keys: list[str]) -> float:
+    """Microseconds of this thread's CPU per cached GET /verify through the raw-ASGI endpoint."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(_message: Any) -> None:
+        return None
+
+    scopes = [
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/verify",
+            "query_string": b"",
+            "headers": [*HEADERS[:2], (b"x-api-key", key.encode())],
+            "client": ("127.0.0.1", 5000),
+        }
+        for key in keys
+    ]
+    started = time.thread_time()
+    for _ in range(N // len(scopes)):
+        for scope in scopes:
+            await app(scope, receive, send)
+    return (time.thread_time() - started) / (N // len(scopes) * len(scopes)) * 1e6
+
+
+def verify_endpoint_cost() -> tuple[float, float]:
+    """(telemetry on, telemetry off) per request, each the best of REPEATS, interleaved."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = runtime_for(f"sqlite:///{tmp}/keyrack.db", Path(tmp))
+        key_service.create_org(uow=runtime.uow(write=True), org_id="bench")
+        keys = issue_keys(runtime, "bench", 100, ["read"])
+        assert runtime.verifier.cache is not None
+        runtime.verifier.cache.reset(trusted=True)  # as once the change feed is connected
+        on = VerifyEndpoint(
+            raw_app,
+            runtime.verifier,
+            max_body_bytes=65536,
+            telemetry=VerifyTelemetry(recorder=metrics.verify_recorder, refusals=RefusalLog()),
+        )
+        off = VerifyEndpoint(
+            raw_app,
+            runtime.verifier,
+            max_body_bytes=65536,
+            telemetry=VerifyTelemetry(recorder=None, refusals=None),
+        )
+        asyncio.run(verify_requests(on, keys))  # warm the cache and the prebuilt answers
+        timings: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(REPEATS):
+            timings["on"].append(asyncio.run(verify_requests(on, keys)))
+            timings["off"].append(asyncio.run(verify_requests(off, keys)))
+        runtime.close()
+    return min(timings["on"]), min(timings["off"])
+
+
 def main() -> None:
     raw = best(lambda: asyncio.run(per_request(raw_app, "/verify")))
     logged = best(lambda: asyncio.run(per_request(AccessLog(raw_app), "/verify")))
@@ -60,8 +125,15 @@ def main() -> None:
             "/orgs/{org_id}/api_keys", "GET", 200, 1e-3
         ),
     }
+    recorders["VerifyRecorder.record(...)"] = lambda: metrics.verify_recorder.record(
+        "VALID", 1e-4, cache_hit=True, now=0.0
+    )
+    recorders["request_id_header (generated)"] = lambda: request_id_header(HEADERS)
     for name, recorder in recorders.items():
         print(f"{name + ':':34}{best(lambda: per_call(recorder)):6.2f} us")  # noqa: B023
+    on, off = verify_endpoint_cost()
+    print(f"GET /verify hit, telemetry off:   {off:6.2f} us CPU/request (request id included)")
+    print(f"GET /verify hit, telemetry on:    {on:6.2f} us CPU/request: +{on - off:.2f} us")
 
 
 if __name__ == "__main__":

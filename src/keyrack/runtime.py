@@ -80,6 +80,12 @@ class Runtime:
         await self.usage_controls.aclose()
         self.close()
 
+    @property
+    def revocation_feed_connected(self) -> bool:
+        """Whether key changes of other processes reach the cache; until then (and whenever the
+        feed is lost) verification bypasses the cache and reads the database every time."""
+        return self._listener is not None and self._listener.connected.is_set()
+
     def close(self) -> None:
         self.usage_controls.close()
         self.auth_failures.close()

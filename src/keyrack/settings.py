@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     cache_ttl_seconds: float = Field(
         default=300.0, gt=0, description="safety net only: revocations are pushed, not awaited"
     )
+    metrics: bool = Field(
+        default=True, description="record Prometheus metrics (false: /metrics stays at zero)"
+    )
+    verify_refusal_log_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="/verify logs each refusal code at most this often"
+    )
     last_used_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="how often last_used_at stamps are written"
     )

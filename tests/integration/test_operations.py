@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from starlette.testclient import TestClient
@@ -26,13 +27,27 @@ def metric_value(text: str, line_start: str) -> float:
 
 
 def test_health_and_readiness_on_a_current_database(runtime: Runtime) -> None:
-    http = client(runtime)
-    assert http.get("/healthz").json() == {"status": "ok"}
-    ready = http.get("/readyz")
+    with client(runtime) as http:  # runs the lifespan: the revocation feed connects
+        assert http.get("/healthz").json() == {"status": "ok"}
+        deadline = time.monotonic() + 10
+        while not runtime.revocation_feed_connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "migrations": "current", "revocation_feed": "connected"},
+        }
+        assert metric_value(http.get("/metrics").text, "keyrack_revocation_feed_connected") == 1
+
+
+def test_a_disconnected_revocation_feed_is_degraded_but_ready(runtime: Runtime) -> None:
+    """No feed (here: never started) means the verify cache is bypassed: slower, still correct."""
+    ready = client(runtime).get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {
-        "status": "ready",
-        "checks": {"database": "ok", "migrations": "current"},
+        "status": "degraded",
+        "checks": {"database": "ok", "migrations": "current", "revocation_feed": "disconnected"},
     }
 
 
@@ -52,7 +67,11 @@ def test_readiness_fails_on_an_unreachable_database(tmp_path: Path) -> None:
         assert response.headers["retry-after"]
         body = response.json()
         assert body["code"] == "SERVICE_UNAVAILABLE"
-        assert body["checks"] == {"database": "unreachable", "migrations": "unknown"}
+        assert body["checks"] == {
+            "database": "unreachable",
+            "migrations": "unknown",
+            "revocation_feed": "disconnected",
+        }
         assert "unreachable" in body["detail"]
         assert http.get("/healthz").status_code == 200  # the process itself is fine
         after = metric_value(http.get("/metrics").text, "keyrack_database_errors_total")
@@ -69,7 +88,11 @@ def test_readiness_fails_on_an_outdated_schema(tmp_path: Path) -> None:
     try:
         response = client(runtime).get("/readyz")
         assert response.status_code == 503
-        assert response.json()["checks"] == {"database": "ok", "migrations": "outdated"}
+        assert response.json()["checks"] == {
+            "database": "ok",
+            "migrations": "outdated",
+            "revocation_feed": "disconnected",
+        }
         assert "keyrack migrate" in response.json()["detail"]
     finally:
         runtime.close()

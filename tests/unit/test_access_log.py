@@ -89,6 +89,10 @@ def test_honours_a_token_request_id_and_replaces_an_unsafe_one() -> None:
     assert replaced is not None and replaced != b"a b\x01" * 3
     sent = call(AccessLog(make_app(200, seen)), headers=[(b"x-request-id", b"x" * 129)])
     assert response_header(sent, b"x-request-id") != b"x" * 129
+    # a key sent as a request id would be logged and stored with audit events: replaced
+    sent = call(AccessLog(make_app(200, seen)), headers=[(b"x-request-id", SECRET.encode())])
+    assert response_header(sent, b"x-request-id") != SECRET.encode()
+    assert seen["request_id"] != SECRET
 
 
 def test_successful_verifications_are_counted_not_logged(caplog: pytest.LogCaptureFixture) -> None:

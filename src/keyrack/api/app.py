@@ -17,6 +17,7 @@ from keyrack.api.docs import mount_docs
 from keyrack.api.routes import audit, key_lifecycle, keys, operations, policy
 from keyrack.api.verify import VerifyEndpoint
 from keyrack.api.verify_docs import verify_path_item
+from keyrack.api.verify_telemetry import RefusalLog, VerifyTelemetry
 from keyrack.runtime import Runtime, build_runtime, check_schema
 from keyrack.settings import Settings
 
@@ -78,13 +79,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(runtime: Runtime) -> ASGIApp:
     management = create_management_app(runtime)
     app: ASGIApp = BodyLimit(management, max_bytes=runtime.settings.max_body_bytes)
+    settings = runtime.settings
+    telemetry = VerifyTelemetry(
+        recorder=metrics.verify_recorder if settings.metrics else None,
+        refusals=RefusalLog(interval=settings.verify_refusal_log_seconds),
+    )
     # /verify is answered before the access log and FastAPI: it must stay lean.
     return VerifyEndpoint(
-        AccessLog(app),
+        AccessLog(app, metered=settings.metrics),
         runtime.verifier,
-        max_body_bytes=runtime.settings.max_body_bytes,
+        max_body_bytes=settings.max_body_bytes,
         gate=runtime.usage_gate,
         trusted_proxies=runtime.usage_controls.trusted_proxies,
+        telemetry=telemetry,
     )
 
 

@@ -2,24 +2,35 @@
 
 No FastAPI or Starlette machinery and no per-request success logging on this path: a cache hit
 is header parsing, one HMAC, one dict lookup and two `send` calls. It is also the target of
-nginx `auth_request` (which only understands 2xx, 401 and 403).
+nginx `auth_request` (which only understands 2xx, 401 and 403). Every answer carries an
+`X-Request-ID` (honoured or generated, as on the management API) and is reported to
+`VerifyTelemetry` (batched metrics; refusals logged at most once per interval per code).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qsl
 
-from keyrack.api.asgi import ASGIApp, Receive, Scope, Send
+from keyrack.api.asgi import ASGIApp, Receive, Scope, Send, request_id_header
 from keyrack.api.client_address import IPNetwork, client_address
 from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
+from keyrack.api.verify_telemetry import VerifyTelemetry
 from keyrack.domain.errors import KeyrackError, LimitExceeded, Unauthenticated
 from keyrack.domain.limits import Decision, limit_headers
 from keyrack.service.key_cache import VerifiedKey
 from keyrack.service.usage_gate import UsageGate
-from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VALID, Verifier, VerifyResult
+from keyrack.service.verify import (
+    INSUFFICIENT_PERMISSIONS,
+    MALFORMED,
+    MISSING,
+    VALID,
+    Verifier,
+    VerifyResult,
+)
 
 log = logging.getLogger("keyrack.verify")
 
@@ -28,6 +39,7 @@ _ALLOWED_METHODS = "GET, HEAD, POST"
 _BODY_FIELDS = frozenset({"key", "permissions"})
 _JSON = b"application/json"
 _NO_STORE = (b"cache-control", b"no-store")
+_NO_CACHE_LOOKUP = frozenset({MISSING, MALFORMED})  # decided before the cache is asked
 
 
 def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -62,12 +74,14 @@ class VerifyEndpoint:
         max_body_bytes: int,
         gate: UsageGate | None = None,
         trusted_proxies: Sequence[IPNetwork] = (),
+        telemetry: VerifyTelemetry | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.max_body_bytes = max_body_bytes
         self.gate = gate
         self.trusted_proxies = trusted_proxies
+        self.telemetry = telemetry
         self.max_answers = verifier.cache.max_entries if verifier.cache is not None else 1024
         self._answers: dict[int, tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]] = {}
 
@@ -75,7 +89,10 @@ class VerifyEndpoint:
         if scope["type"] != "http" or scope["path"] != VERIFY_PATH:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        request_id = request_id_header(scope["headers"])
         method = scope["method"]
+        cache_hit: bool | None = None
         try:
             if method == "GET" or method == "HEAD":
                 secret = key_from_headers(scope["headers"])
@@ -84,23 +101,20 @@ class VerifyEndpoint:
             elif method == "POST":
                 secret, permissions = await self._read_body(scope, receive)
             else:
-                await _send(
-                    send,
+                raise BadRequest(
                     405,
-                    [(b"allow", _ALLOWED_METHODS.encode())],
-                    _problem(
-                        405,
-                        "METHOD_NOT_ALLOWED",
-                        f"{method} is not allowed here; allowed: {_ALLOWED_METHODS}",
-                    ),
+                    "METHOD_NOT_ALLOWED",
+                    f"{method} is not allowed here; allowed: {_ALLOWED_METHODS}",
                 )
-                return
             gate = self.gate
             if gate is not None and gate.any_blocked:
                 self._refuse_blocked(gate, scope, secret)
             result = self.verifier.verify_cached(secret, permissions)
             if result is None:
+                cache_hit = False
                 result = await self.verifier.averify(secret, permissions)
+            elif result.code not in _NO_CACHE_LOOKUP:
+                cache_hit = True
             decisions: tuple[Decision, ...] = ()
             # A valid key without limits goes straight on (no store, no client address)
             # unless some address failed to authenticate here recently.
@@ -110,7 +124,11 @@ class VerifyEndpoint:
             ):
                 decisions = await self._apply_limits(gate, scope, result)
         except BadRequest as bad:
-            await _send(send, bad.status, [], _problem(bad.status, bad.code, bad.detail))
+            extra = [request_id]
+            if bad.status == 405:
+                extra.append((b"allow", _ALLOWED_METHODS.encode()))
+            await _send(send, bad.status, extra, _problem(bad.status, bad.code, bad.detail))
+            self._answered(bad.code, bad.status, started, request_id, scope)
             return
         except KeyrackError as error:  # 429 (limits), 503 (database or Redis, Retry-After)
             status, body, headers = from_error(error)
@@ -118,14 +136,28 @@ class VerifyEndpoint:
                 body["valid"] = False
                 # nginx auth_request cannot read the body: the code travels in a header too.
                 headers["X-Keyrack-Code"] = error.code
-            extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            extra = [request_id, *((k.lower().encode(), v.encode()) for k, v in headers.items())]
             await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(body)))
+            self._answered(error.code, status, started, request_id, scope, cache_hit)
             return
         except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
-            log.error("verification failed: %s", type(error).__name__)
-            await _send(send, 500, [], _problem(500, "INTERNAL_ERROR", "verification failed"))
+            await _send(
+                send, 500, [request_id], _problem(500, "INTERNAL_ERROR", "verification failed")
+            )
+            if self.telemetry is None:
+                log.error("verification failed: %s", type(error).__name__)
+            self._answered(
+                "INTERNAL_ERROR", 500, started, request_id, scope, cache_hit, error=error
+            )
             return
-        await self.respond(send, result, head=method == "HEAD", decisions=decisions)
+        status = await self.respond(
+            send, result, head=method == "HEAD", request_id=request_id, decisions=decisions
+        )
+        telemetry = self.telemetry
+        if telemetry is not None:  # positional arguments: this runs on every verification
+            telemetry.answered(
+                result.code, status, started, cache_hit, result.key, request_id, scope
+            )
 
     def _refuse_blocked(self, gate: UsageGate, scope: Scope, secret: str | None) -> None:
         """Raise 429 for an address known to be blocked, before any database lookup; a cached
@@ -150,6 +182,23 @@ class VerifyEndpoint:
         await gate.failed(code=result.code, address=address, key=result.key, request_id=None)
         return ()
 
+    def _answered(
+        self,
+        code: str,
+        status: int,
+        started: float,
+        request_id: tuple[bytes, bytes],
+        scope: Scope,
+        cache_hit: bool | None = None,
+        key: VerifiedKey | None = None,
+        *,
+        error: Exception | None = None,
+    ) -> None:
+        if self.telemetry is not None:
+            self.telemetry.answered(
+                code, status, started, cache_hit, key, request_id, scope, error=error
+            )
+
     async def respond(
         self,
         send: Send,
@@ -157,24 +206,27 @@ class VerifyEndpoint:
         *,
         head: bool = False,
         decisions: tuple[Decision, ...] = (),
-    ) -> None:
-        """The one place where the outcome code is known (the place to count it)."""
+        request_id: tuple[bytes, bytes] | None = None,
+    ) -> int:
+        """Sends the answer for `result` and returns its status (the one place where the
+        outcome code is known)."""
+        extra = [request_id] if request_id is not None else []
         if result.code == VALID:
             key = result.key
             assert key is not None
             answer = self._answers.get(id(key))
             if answer is None or answer[0] is not key:
                 answer = self._answer(key)
-            headers = answer[1]
+            headers = answer[1] + extra  # a new list: the cached one is shared by every answer
             if decisions:  # the key's limits: what is left of them
-                headers = headers + [
+                headers += [
                     (name.lower().encode(), value.encode())
                     for name, value in limit_headers(decisions)
                 ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"" if head else answer[2]})
-            return
-        await send_rejection(send, result)
+            return 200
+        return await send_rejection(send, result, extra)
 
     def _answer(self, key: VerifiedKey) -> tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]:
         """The 200 answer for a cached key, built once per cache entry. Keyed by the entry's id
@@ -235,8 +287,11 @@ class VerifyEndpoint:
         return _parse_body(data, header_key)
 
 
-async def send_rejection(send: Send, result: VerifyResult) -> None:
-    """401 (with `WWW-Authenticate`) or 403, as problem+json carrying the verification code."""
+async def send_rejection(
+    send: Send, result: VerifyResult, headers: list[tuple[bytes, bytes]] | None = None
+) -> int:
+    """401 (with `WWW-Authenticate`) or 403, as problem+json carrying the verification code;
+    returns the status."""
     code = result.code
     challenge: dict[str, str] = {}
     if code == INSUFFICIENT_PERMISSIONS:
@@ -244,8 +299,9 @@ async def send_rejection(send: Send, result: VerifyResult) -> None:
     else:
         status, problem, challenge = from_error(Unauthenticated(result.detail, code=code))
     problem["valid"] = False
-    extra = [(k.lower().encode(), v.encode()) for k, v in challenge.items()]
+    extra = [*(headers or ()), *((k.lower().encode(), v.encode()) for k, v in challenge.items())]
     await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(problem)))
+    return status
 
 
 def _parse_body(data: object, header_key: str | None) -> tuple[str | None, list[str]]:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy.engine import make_url
 
+from keyrack import metrics
 from keyrack.store.repository import KEY_CHANGES_CHANNEL
 
 log = logging.getLogger("keyrack.key_changes")
@@ -76,14 +77,17 @@ class _Listener(ABC):
                 self.listen()
             except Exception as error:  # noqa: BLE001 - any failure means: reconnect
                 log.warning("key change feed lost (%s); reconnecting", type(error).__name__)
+                metrics.record_database_error(error)
             if self.connected.is_set():
                 self.connected.clear()
+                metrics.record_revocation_feed(connected=False)
                 self.on_feed(False)
             self._stop.wait(self.retry_seconds)
 
     def feed_started(self) -> None:
         self.on_feed(True)
         self.connected.set()
+        metrics.record_revocation_feed(connected=True)
 
     @abstractmethod
     def listen(self) -> None:

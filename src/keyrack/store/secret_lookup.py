@@ -14,6 +14,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from keyrack import metrics
+from keyrack.domain.errors import ServiceUnavailable
 from keyrack.domain.limits import Quota, RateLimit, effective_limits
 from keyrack.domain.policy import parse_policy
 
@@ -71,10 +73,14 @@ class SqliteSecretLookup:
         self._lock = threading.Lock()
 
     def find(self, secret_hash: bytes) -> SecretRecord | None:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-        row = connection.execute(_QUERY, (secret_hash,)).fetchone()
+        try:
+            connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+            if connection is None:
+                connection = self._connect()
+            row = connection.execute(_QUERY, (secret_hash,)).fetchone()
+        except sqlite3.Error as error:  # as SqlUnitOfWork does: counted, then 503 to the caller
+            metrics.record_database_error(error)
+            raise ServiceUnavailable("the database is unreachable; retry shortly") from error
         if row is None:
             return None
         rate_limit, quota = _limits(row)

@@ -28,10 +28,14 @@ class HealthOut(BaseModel):
 class ReadinessChecks(BaseModel):
     database: str = Field(examples=["ok"], description="ok or unreachable")
     migrations: str = Field(examples=["current"], description="current, outdated or unknown")
+    revocation_feed: str = Field(
+        examples=["connected"],
+        description="connected, or disconnected: the verify cache is bypassed (degraded)",
+    )
 
 
 class ReadyOut(BaseModel):
-    status: str = Field(examples=["ready"])
+    status: str = Field(examples=["ready"], description="ready, or degraded (still serving)")
     checks: ReadinessChecks
 
 
@@ -59,14 +63,19 @@ async def healthz() -> HealthOut:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable and migrations current",
+    summary="Readiness: database reachable, migrations current, revocation feed connected",
     response_model=ReadyOut,
     responses=problem_responses(503),
     openapi_extra=PUBLIC,
 )
 async def readyz(runtime: RuntimeDep) -> ReadyOut | Response:
     """200 when the database answers within 2 seconds at the schema revision this code needs;
-    503 problem+json (with `checks`) otherwise, so a load balancer stops sending traffic."""
+    503 problem+json (with `checks`) otherwise, so a load balancer stops sending traffic.
+
+    A disconnected revocation feed (PostgreSQL LISTEN, or SQLite's change feed) is 200 with
+    status `degraded`, not 503: verification then bypasses the cache and reads the database, so
+    answers stay correct, only slower. A 503 would let one LISTEN problem shared by every instance
+    (a pooler that drops LISTEN, a restarted database) take the whole fleet out of rotation."""
     try:
         readiness = await asyncio.wait_for(
             asyncio.to_thread(
@@ -80,11 +89,17 @@ async def readyz(runtime: RuntimeDep) -> ReadyOut | Response:
             migrations="unknown",
             detail=f"the database did not answer within {READINESS_TIMEOUT_SECONDS:g}s",
         )
-    checks = {"database": readiness.database, "migrations": readiness.migrations}
+    feed = "connected" if runtime.revocation_feed_connected else "disconnected"
+    checks = {
+        "database": readiness.database,
+        "migrations": readiness.migrations,
+        "revocation_feed": feed,
+    }
     if not readiness.ready:
         body = problem_body(503, "SERVICE_UNAVAILABLE", readiness.detail, checks=checks)
         return problem_response(503, body, {"Retry-After": "5"})
-    return ReadyOut(status="ready", checks=ReadinessChecks(**checks))
+    status = "ready" if feed == "connected" else "degraded"
+    return ReadyOut(status=status, checks=ReadinessChecks(**checks))
 
 
 @router.get(
