@@ -7,7 +7,9 @@ drifting instance may count a request in the neighbouring period).
 
 Requests waiting in one event-loop turn share one script call (see `MAX_BATCH`), and a
 request's key and address live under different hash tags, so this needs one Redis (with
-replicas if wanted), not Redis Cluster. Async use is from one event loop (a server worker's).
+replicas if wanted), not Redis Cluster. Async use is from one event loop (a server worker's);
+its script calls travel pipelined on one connection of their own (`redis_pipeline.py`) unless
+the URL needs redis-py (TLS); sync use goes through redis-py.
 
 When Redis cannot be reached within the timeout the configured failure mode decides: `open`
 admits unchecked (`Usage.degraded`), `closed` raises `ServiceUnavailable` (503). After a
