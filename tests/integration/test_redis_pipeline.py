@@ -15,6 +15,8 @@ from keyrack.store.redis_pipeline import ScriptPipeline, supports
 
 ECHO_FIRST_ARG = "return ARGV[1]"
 
+pytestmark = pytest.mark.redis
+
 
 def test_supports_plain_urls_only() -> None:
     assert supports("redis://127.0.0.1:6379/3")
