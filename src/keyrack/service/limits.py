@@ -6,6 +6,7 @@ flavour for the verify path and a sync one for management handlers running in th
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -54,14 +55,15 @@ class LimitStore(Protocol):
     all allow, counts the request against all of them, atomically (several instances sharing
     one store together never admit more than a limit)."""
 
-    async def acquire(
+    # Awaitables rather than coroutines, so a store may hand out a future it resolves itself.
+    def acquire(
         self,
         *,
         subject: str,
         rate_limit: RateLimit | None,
         quota: Quota | None,
         guard: Guard | None = None,
-    ) -> Usage: ...
+    ) -> Awaitable[Usage]: ...
 
     def acquire_sync(
         self,
@@ -72,7 +74,7 @@ class LimitStore(Protocol):
         guard: Guard | None = None,
     ) -> Usage: ...
 
-    async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
+    def peek(self, *, subject: str, rate_limit: RateLimit) -> Awaitable[Usage]:
         """The rate decision as if a request came now, without counting one."""
         ...
 

@@ -6,6 +6,8 @@ checked and counted in order, atomically: Redis runs a script to the end before 
 
 from __future__ import annotations
 
+import functools
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,9 +126,25 @@ def script_request(
 ) -> ScriptRequest:
     """Quota periods are named from the local clock `now` (a drifting instance may count a
     request at a period boundary in the neighbouring period)."""
+    day = math.floor(now / 86_400) if quota is not None else 0
+    return _script_request(prefix, subject, rate_limit, quota, peek, guard, day)
+
+
+# A key asks with the same arguments on every request (its quota's period changes once a day at
+# most), so each request's part of the script call is built once and reused.
+@functools.lru_cache(maxsize=65_536)
+def _script_request(
+    prefix: str,
+    subject: str,
+    rate_limit: RateLimit | None,
+    quota: Quota | None,
+    peek: bool,
+    guard: Guard | None,
+    day: int,
+) -> ScriptRequest:
     period_id, expires_ms = "none", 0
     if quota is not None:
-        window = quota_window(quota.period, now)
+        window = quota_window(quota.period, day * 86_400)
         period_id, expires_ms = window.period_id, int(window.end * 1000) + QUOTA_EXPIRY_SLACK_MS
     tag = f"{prefix}{{{subject}}}"
     guard_key = f"{prefix}{{{guard.subject}}}:rate" if guard else f"{tag}:guard-none"
