@@ -13,7 +13,8 @@ from keyrack.api.deps import RuntimeDep
 from keyrack.api.errors import problem_response
 from keyrack.api.problems import problem_body
 from keyrack.api.schemas import problem_responses
-from keyrack.service.health import Readiness, check_readiness
+from keyrack.runtime import Runtime
+from keyrack.service.health import Readiness, check_readiness, with_redis
 from keyrack.store import migrate
 
 router = APIRouter(tags=["Operations"])
@@ -28,10 +29,13 @@ class HealthOut(BaseModel):
 class ReadinessChecks(BaseModel):
     database: str = Field(examples=["ok"], description="ok or unreachable")
     migrations: str = Field(examples=["current"], description="current, outdated or unknown")
+    redis: str | None = Field(
+        default=None, examples=["ok"], description="ok or unreachable; absent without Redis"
+    )
 
 
 class ReadyOut(BaseModel):
-    status: str = Field(examples=["ready"])
+    status: str = Field(examples=["ready"], description="ready, or degraded (Redis unreachable)")
     checks: ReadinessChecks
 
 
@@ -59,32 +63,41 @@ async def healthz() -> HealthOut:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable and migrations current",
+    summary="Readiness: database reachable, migrations current, Redis if configured",
     response_model=ReadyOut,
+    response_model_exclude_none=True,
     responses=problem_responses(503),
     openapi_extra=PUBLIC,
 )
 async def readyz(runtime: RuntimeDep) -> ReadyOut | Response:
     """200 when the database answers within 2 seconds at the schema revision this code needs;
-    503 problem+json (with `checks`) otherwise, so a load balancer stops sending traffic."""
+    503 problem+json (with `checks`) otherwise, so a load balancer stops sending traffic.
+    With Redis configured, `checks.redis` says whether it answers: unreachable is 503 in
+    failure mode closed, and 200 with status "degraded" in failure mode open."""
+    database, redis = await asyncio.gather(
+        _database_readiness(runtime), runtime.usage_controls.store.health()
+    )
+    readiness = with_redis(database, redis=redis, failure_mode=runtime.settings.limits_failure_mode)
+    if not readiness.ready:
+        body = problem_body(503, "SERVICE_UNAVAILABLE", readiness.detail, checks=readiness.checks)
+        return problem_response(503, body, {"Retry-After": "5"})
+    return ReadyOut(status=readiness.status, checks=ReadinessChecks(**readiness.checks))
+
+
+async def _database_readiness(runtime: Runtime) -> Readiness:
     try:
-        readiness = await asyncio.wait_for(
+        return await asyncio.wait_for(
             asyncio.to_thread(
                 check_readiness, engine=runtime.engine, head_revision=_head_revision()
             ),
             timeout=READINESS_TIMEOUT_SECONDS,
         )
     except TimeoutError:
-        readiness = Readiness(
+        return Readiness(
             database="unreachable",
             migrations="unknown",
             detail=f"the database did not answer within {READINESS_TIMEOUT_SECONDS:g}s",
         )
-    checks = {"database": readiness.database, "migrations": readiness.migrations}
-    if not readiness.ready:
-        body = problem_body(503, "SERVICE_UNAVAILABLE", readiness.detail, checks=checks)
-        return problem_response(503, body, {"Retry-After": "5"})
-    return ReadyOut(status="ready", checks=ReadinessChecks(**checks))
 
 
 @router.get(
