@@ -15,9 +15,10 @@ revoked key within about that, well under the documented 1 s bound.
 
 A PostgreSQL connection can also go silent without any error (a dead NAT entry, a firewall
 dropping packets): LISTEN would then wait forever while the cache trusts itself. TCP keepalives
-catch a dead peer host; a watchdog catches the rest: the listener answers a `SELECT 1` every
-~0.5 s, and when none has come back for `LIVENESS_SECONDS` the feed is reported lost and the
-socket shut down, which ends the stuck call and starts a reconnection.
+and tcp_user_timeout (`engine.TCP_LIVENESS`) catch a dead peer host; a watchdog catches the
+rest: the listener answers a `SELECT 1` every ~0.5 s, and when none has come back for
+`LIVENESS_SECONDS` the feed is reported lost and the socket shut down, which ends the stuck call
+and starts a reconnection.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
+from keyrack.store.engine import TCP_LIVENESS
 from keyrack.store.repository import KEY_CHANGES_CHANNEL
 
 log = logging.getLogger("keyrack.key_changes")
@@ -42,14 +44,6 @@ OnChanges = Callable[[list[str]], None]
 OnFeed = Callable[[bool], None]
 
 LIVENESS_SECONDS = 2.0
-# libpq TCP keepalives: a peer host that vanished is noticed after idle + interval x count
-# seconds even if no query is pending (the kernel default waits two hours).
-KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 5,
-    "keepalives_interval": 1,
-    "keepalives_count": 3,
-}
 
 
 class _Listener(ABC):
@@ -157,7 +151,7 @@ class PostgresKeyChangeListener(_Listener):
 
     def listen(self) -> None:
         with psycopg.connect(
-            make_conninfo(self.conninfo, **KEEPALIVES),
+            make_conninfo(self.conninfo, **TCP_LIVENESS),
             autocommit=True,
             connect_timeout=3,
             application_name=self.name,
