@@ -70,10 +70,19 @@ class Runtime:
             self._listener = key_change_listener(
                 self.settings.resolved_database_url,
                 on_changes=cache.invalidate,
-                on_feed=lambda connected: cache.reset(trusted=connected),
+                on_feed=self._on_feed,
             )
             self._listener.start()
         usage.start()
+
+    def _on_feed(self, connected: bool) -> None:
+        cache = self.verifier.cache
+        assert cache is not None
+        if not connected:
+            # The pooled connections likely share the feed's fate (a silent network sends no
+            # reset): new ones fail within connect_timeout instead of hanging on the old ones.
+            self.engine.dispose()
+        cache.reset(trusted=connected)
 
     async def aclose(self) -> None:
         """`close`, plus the limit store's async client (servers: from their event loop)."""

@@ -11,7 +11,8 @@ import asyncio
 import threading
 from typing import Literal, Self
 
-Mode = Literal["open", "refuse", "blackhole"]
+Mode = Literal["open", "refuse", "blackhole", "silence"]
+Fault = Literal["refuse", "blackhole", "silence"]
 _CHUNK = 65536
 
 
@@ -20,6 +21,8 @@ class FaultProxy:
 
     - "refuse": open connections are reset and the port refuses new ones, like a stopped server.
     - "blackhole": connections are accepted but nothing passes either way, like a lost network.
+    - "silence": like blackhole, but open connections are not reset first: they stay up and
+      go quiet, like a peer behind a dead NAT or firewall that sends no reset.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -42,7 +45,7 @@ class FaultProxy:
         self._thread.join(timeout=5)
         self._loop.close()
 
-    def cut(self, mode: Literal["refuse", "blackhole"] = "refuse") -> None:
+    def cut(self, mode: Fault = "refuse") -> None:
         self._call(self._cut(mode))
 
     def restore(self) -> None:
@@ -60,7 +63,8 @@ class FaultProxy:
 
     async def _cut(self, mode: Mode) -> None:
         self.mode = mode
-        self._reset_all()
+        if mode != "silence":
+            self._reset_all()
         if mode == "refuse" and self._server is not None:
             self._server.close()
             self._server = None
@@ -104,7 +108,7 @@ class FaultProxy:
 
     async def _pipe(self, source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
         while data := await source.read(_CHUNK):
-            if self.mode == "blackhole":
+            if self.mode != "open":
                 continue
             target.write(data)
             await target.drain()

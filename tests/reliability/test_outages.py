@@ -23,6 +23,9 @@ from tests.reliability.servers import Backend, Node, Tenant, in_process_runtime,
 OUTAGE_BOUND_SECONDS = 2.0
 # A blackholed connect waits for libpq's connect_timeout, whose minimum is 2 s.
 BLACKHOLE_BOUND_SECONDS = 3.5
+# Silence (connections stay open, no reset): the change feed's watchdog notices within ~2.5 s,
+# the pool is dropped, and the next query waits for the connect timeout (2 s).
+SILENCE_BOUND_SECONDS = 6.0
 RECOVERY_BOUND_SECONDS = 10.0
 
 
@@ -167,7 +170,12 @@ def verify_code(client: httpx.Client, secret: str) -> tuple[int, str, float]:
 
 
 @pytest.mark.parametrize(
-    ("mode", "bound"), [("refuse", OUTAGE_BOUND_SECONDS), ("blackhole", BLACKHOLE_BOUND_SECONDS)]
+    ("mode", "bound"),
+    [
+        ("refuse", OUTAGE_BOUND_SECONDS),
+        ("blackhole", BLACKHOLE_BOUND_SECONDS),
+        ("silence", SILENCE_BOUND_SECONDS),
+    ],
 )
 def test_readyz_and_verify_during_an_outage(
     proxied: tuple[Node, Tenant], proxy: FaultProxy, mode: str, bound: float
@@ -187,7 +195,8 @@ def test_readyz_and_verify_during_an_outage(
         proxy.cut(mode)  # type: ignore[arg-type]
         started = time.monotonic()
         closed = wait_until(
-            lambda: verify_code(anonymous, cached)[:2] == (503, "SERVICE_UNAVAILABLE"), timeout=5
+            lambda: verify_code(anonymous, cached)[:2] == (503, "SERVICE_UNAVAILABLE"),
+            timeout=bound + 2,
         )
         assert closed < bound, f"a cached key verified for {closed:.2f}s"
         for secret in (cached, uncached):

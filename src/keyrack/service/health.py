@@ -1,8 +1,9 @@
-"""Readiness: is the database reachable and its schema at the revision this code needs?"""
+"""Readiness: is the database reachable at the schema revision this code needs, and Redis?"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,10 +16,23 @@ class Readiness:
     database: str  # "ok" or "unreachable"
     migrations: str  # "current", "outdated" or "unknown"
     detail: str
+    redis: str | None = None  # None without Redis, else "ok" or "unreachable"
+    redis_required: bool = False  # failure mode closed: no Redis, no limited request served
 
     @property
     def ready(self) -> bool:
-        return self.database == "ok" and self.migrations == "current"
+        database_ready = self.database == "ok" and self.migrations == "current"
+        return database_ready and not (self.redis == "unreachable" and self.redis_required)
+
+    @property
+    def status(self) -> str:
+        """ "ready", or "degraded" while limits are admitted unchecked (failure mode open)."""
+        return "degraded" if self.redis == "unreachable" else "ready"
+
+    @property
+    def checks(self) -> dict[str, str]:
+        checks = {"database": self.database, "migrations": self.migrations}
+        return checks if self.redis is None else {**checks, "redis": self.redis}
 
 
 def check_readiness(*, engine: Engine, head_revision: str | None) -> Readiness:
@@ -39,3 +53,19 @@ def check_readiness(*, engine: Engine, head_revision: str | None) -> Readiness:
             "run `keyrack migrate`",
         )
     return Readiness(database="ok", migrations="current", detail="ready")
+
+
+def with_redis(
+    readiness: Readiness, *, redis: str | None, failure_mode: Literal["open", "closed"]
+) -> Readiness:
+    """Redis down is not-ready in failure mode closed (limited keys would get 503 anyway, so a
+    load balancer should prefer another instance) and degraded-but-ready in open mode."""
+    degraded = redis == "unreachable"
+    detail = readiness.detail
+    if degraded and readiness.detail == "ready":
+        detail = (
+            "Redis is unreachable: usage limits fail closed (503)"
+            if failure_mode == "closed"
+            else "Redis is unreachable: usage limits are admitted unchecked"
+        )
+    return replace(readiness, redis=redis, redis_required=failure_mode == "closed", detail=detail)

@@ -18,6 +18,17 @@ def normalize_url(url: str) -> str:
 
 POOL_TIMEOUT_SECONDS = 2
 STATEMENT_TIMEOUT_MS = 5000
+# libpq options for connections that go silent without a reset (a peer host gone, a partition):
+# keepalive probes find a dead idle peer in ~8 s instead of the kernel's two hours, and
+# tcp_user_timeout drops a connection whose sent data stays unacknowledged for 5 s, which the
+# server-side statement_timeout cannot do (the server never sees the query).
+TCP_LIVENESS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 5000,
+}
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -49,6 +60,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         connect_args={
             "connect_timeout": 2,
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            **TCP_LIVENESS,
         },
     )
 

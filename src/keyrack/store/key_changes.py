@@ -12,26 +12,39 @@ change publishes nothing. The tail is cheap: `PRAGMA data_version` (read from th
 shared memory) says whether any other connection committed since the last look; only then is the
 table queried. The look happens every `poll_seconds` (default 0.1 s), so other workers reject a
 revoked key within about that, well under the documented 1 s bound.
+
+A PostgreSQL connection can also go silent without any error (a dead NAT entry, a firewall
+dropping packets): LISTEN would then wait forever while the cache trusts itself. TCP keepalives
+and tcp_user_timeout (`engine.TCP_LIVENESS`) catch a dead peer host; a watchdog catches the
+rest: the listener answers a `SELECT 1` every ~0.5 s, and when none has come back for
+`LIVENESS_SECONDS` the feed is reported lost and the socket shut down, which ends the stuck call
+and starts a reconnection.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 from keyrack import metrics
+from keyrack.store.engine import TCP_LIVENESS
 from keyrack.store.repository import KEY_CHANGES_CHANNEL
 
 log = logging.getLogger("keyrack.key_changes")
 
 OnChanges = Callable[[list[str]], None]
 OnFeed = Callable[[bool], None]
+
+LIVENESS_SECONDS = 2.0
 
 
 class _Listener(ABC):
@@ -52,6 +65,7 @@ class _Listener(ABC):
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
         self.connected = threading.Event()
+        self._feed_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -76,18 +90,25 @@ class _Listener(ABC):
             try:
                 self.listen()
             except Exception as error:  # noqa: BLE001 - any failure means: reconnect
-                log.warning("key change feed lost (%s); reconnecting", type(error).__name__)
-                metrics.record_database_error(error)
+                if not self.stopping:
+                    log.warning("key change feed lost (%s); reconnecting", type(error).__name__)
+                    metrics.record_database_error(error)
+            self.feed_lost()
+            self._stop.wait(self.retry_seconds)
+
+    def feed_started(self) -> None:
+        with self._feed_lock:
+            self.on_feed(True)
+            self.connected.set()
+            metrics.record_revocation_feed(connected=True)
+
+    def feed_lost(self) -> None:
+        """Reported once per loss, whether the listener or a watchdog notices it first."""
+        with self._feed_lock:
             if self.connected.is_set():
                 self.connected.clear()
                 metrics.record_revocation_feed(connected=False)
                 self.on_feed(False)
-            self._stop.wait(self.retry_seconds)
-
-    def feed_started(self) -> None:
-        self.on_feed(True)
-        self.connected.set()
-        metrics.record_revocation_feed(connected=True)
 
     @abstractmethod
     def listen(self) -> None:
@@ -97,24 +118,81 @@ class _Listener(ABC):
 class PostgresKeyChangeListener(_Listener):
     """LISTEN on a dedicated autocommit connection; NOTIFY is sent by `publish_key_changes`."""
 
-    def __init__(self, database_url: str, *, on_changes: OnChanges, on_feed: OnFeed) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        on_changes: OnChanges,
+        on_feed: OnFeed,
+        liveness_seconds: float = LIVENESS_SECONDS,
+    ) -> None:
         super().__init__(on_changes=on_changes, on_feed=on_feed)
         self.conninfo = (
             make_url(database_url)
             .set(drivername="postgresql")
             .render_as_string(hide_password=False)
         )
+        self.liveness_seconds = liveness_seconds
+        self._alive_at = time.monotonic()
+        self._socket_fd: int | None = None
+        self._watchdog: threading.Thread | None = None
+
+    def start(self) -> None:
+        super().start()
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name=f"{self.name}-watchdog", daemon=True
+            )
+            self._watchdog.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._shut_down_socket()  # a stuck call would otherwise hold `stop` for its join timeout
+        super().stop()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=5)
+            self._watchdog = None
 
     def listen(self) -> None:
         with psycopg.connect(
-            self.conninfo, autocommit=True, connect_timeout=3, application_name=self.name
+            make_conninfo(self.conninfo, **TCP_LIVENESS),
+            autocommit=True,
+            connect_timeout=3,
+            application_name=self.name,
         ) as connection:
-            connection.execute(f"LISTEN {KEY_CHANGES_CHANNEL}")
-            self.feed_started()
-            while not self.stopping:
-                for notice in connection.notifies(timeout=self.poll_seconds * 5):
-                    self.on_changes(notice.payload.split(","))
-                connection.execute("SELECT 1")  # a dead connection raises here: reconnect
+            self._socket_fd = connection.pgconn.socket
+            try:
+                connection.execute(f"LISTEN {KEY_CHANGES_CHANNEL}")
+                self._alive_at = time.monotonic()
+                self.feed_started()
+                while not self.stopping:
+                    for notice in connection.notifies(timeout=self.poll_seconds * 5):
+                        self.on_changes(notice.payload.split(","))
+                    connection.execute("SELECT 1")  # a dead connection raises here: reconnect
+                    self._alive_at = time.monotonic()
+            finally:
+                self._socket_fd = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.liveness_seconds / 4):
+            silent = time.monotonic() - self._alive_at
+            if self.connected.is_set() and silent > self.liveness_seconds:
+                log.warning("key change feed silent for %.1fs; reconnecting", silent)
+                self.feed_lost()
+                self._shut_down_socket()
+
+    def _shut_down_socket(self) -> None:
+        """Shut the connection's socket from outside: the listener's blocked read returns, and
+        psycopg raises, so the reconnection loop takes over. `fromfd` duplicates the descriptor,
+        so closing our copy leaves psycopg's own to psycopg."""
+        fd = self._socket_fd
+        if fd is None:
+            return
+        try:
+            with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as duplicate:
+                duplicate.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return  # already closed: the listener is reconnecting anyway
 
 
 class SqliteKeyChangeTail(_Listener):

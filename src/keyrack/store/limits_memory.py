@@ -137,6 +137,9 @@ class InProcessLimitStore:
     async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
         return self.peek_sync(subject=subject, rate_limit=rate_limit)
 
+    async def health(self) -> str | None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

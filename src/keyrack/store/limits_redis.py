@@ -120,6 +120,20 @@ class RedisLimitStore:
     def peek_sync(self, *, subject: str, rate_limit: RateLimit) -> Usage:
         return self._run_sync(self._request(subject, rate_limit, None, peek=True))
 
+    async def health(self) -> str | None:
+        """A PING within the deadline of a script call; an answer also ends the pause after a
+        failure, so limits are enforced again from the next request on."""
+        try:
+            self._async_script()
+            assert self._async is not None
+            async with asyncio.timeout(self._timeout * 3):
+                await self._async[0].ping()
+        except (RedisError, OSError, TimeoutError):
+            return "unreachable"
+        with self._lock:
+            self._down_until = 0.0
+        return "ok"
+
     async def aclose(self) -> None:
         if self._pipeline is not None:
             pipeline, self._pipeline = self._pipeline, None

@@ -13,7 +13,8 @@ from keyrack.api.deps import RuntimeDep
 from keyrack.api.errors import problem_response
 from keyrack.api.problems import problem_body
 from keyrack.api.schemas import problem_responses
-from keyrack.service.health import Readiness, check_readiness
+from keyrack.runtime import Runtime
+from keyrack.service.health import Readiness, check_readiness, with_redis
 from keyrack.store import migrate
 
 router = APIRouter(tags=["Operations"])
@@ -32,10 +33,17 @@ class ReadinessChecks(BaseModel):
         examples=["connected"],
         description="connected, or disconnected: the verify cache is bypassed (degraded)",
     )
+    redis: str | None = Field(
+        default=None, examples=["ok"], description="ok or unreachable; absent without Redis"
+    )
 
 
 class ReadyOut(BaseModel):
-    status: str = Field(examples=["ready"], description="ready, or degraded (still serving)")
+    status: str = Field(
+        examples=["ready"],
+        description="ready, or degraded (still serving: revocation feed down, or Redis unreachable"
+        " with limits failing open)",
+    )
     checks: ReadinessChecks
 
 
@@ -63,8 +71,9 @@ async def healthz() -> HealthOut:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable, migrations current, revocation feed connected",
+    summary="Readiness: database, migrations, revocation feed, and Redis if configured",
     response_model=ReadyOut,
+    response_model_exclude_none=True,
     responses=problem_responses(503),
     openapi_extra=PUBLIC,
 )
@@ -75,31 +84,37 @@ async def readyz(runtime: RuntimeDep) -> ReadyOut | Response:
     A disconnected revocation feed (PostgreSQL LISTEN, or SQLite's change feed) is 200 with
     status `degraded`, not 503: verification then bypasses the cache and reads the database, so
     answers stay correct, only slower. A 503 would let one LISTEN problem shared by every instance
-    (a pooler that drops LISTEN, a restarted database) take the whole fleet out of rotation."""
+    (a pooler that drops LISTEN, a restarted database) take the whole fleet out of rotation.
+
+    With Redis configured, `checks.redis` says whether it answers: unreachable is 503 in
+    failure mode closed, and 200 with status "degraded" in failure mode open."""
+    database, redis = await asyncio.gather(
+        _database_readiness(runtime), runtime.usage_controls.store.health()
+    )
+    readiness = with_redis(database, redis=redis, failure_mode=runtime.settings.limits_failure_mode)
+    feed = "connected" if runtime.revocation_feed_connected else "disconnected"
+    checks = {**readiness.checks, "revocation_feed": feed}
+    if not readiness.ready:
+        body = problem_body(503, "SERVICE_UNAVAILABLE", readiness.detail, checks=checks)
+        return problem_response(503, body, {"Retry-After": "5"})
+    status = readiness.status if feed == "connected" else "degraded"
+    return ReadyOut(status=status, checks=ReadinessChecks(**checks))
+
+
+async def _database_readiness(runtime: Runtime) -> Readiness:
     try:
-        readiness = await asyncio.wait_for(
+        return await asyncio.wait_for(
             asyncio.to_thread(
                 check_readiness, engine=runtime.engine, head_revision=_head_revision()
             ),
             timeout=READINESS_TIMEOUT_SECONDS,
         )
     except TimeoutError:
-        readiness = Readiness(
+        return Readiness(
             database="unreachable",
             migrations="unknown",
             detail=f"the database did not answer within {READINESS_TIMEOUT_SECONDS:g}s",
         )
-    feed = "connected" if runtime.revocation_feed_connected else "disconnected"
-    checks = {
-        "database": readiness.database,
-        "migrations": readiness.migrations,
-        "revocation_feed": feed,
-    }
-    if not readiness.ready:
-        body = problem_body(503, "SERVICE_UNAVAILABLE", readiness.detail, checks=checks)
-        return problem_response(503, body, {"Retry-After": "5"})
-    status = "ready" if feed == "connected" else "degraded"
-    return ReadyOut(status=status, checks=ReadinessChecks(**checks))
 
 
 @router.get(
