@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 # PEP 562: `keyrack.Client` and friends load the SDK on first use, so importing the server
 # (which imports `keyrack`) never pays for it.
+# Kept as a literal rather than read from keyrack.client.__all__: reading that would import the
+# SDK whenever `from keyrack import <submodule>` asks this module first (tests/unit/test_exports.py
+# keeps the two lists equal).
 _SDK_NAMES = frozenset(
     {
         "UNSET",
