@@ -34,7 +34,7 @@ from keyrack.service import keys as key_service
 
 ORG = "bench"
 APP = "keyrack.api.app:create_app_from_env"
-SCENARIOS = ("baseline", "small", "quiet", "multiproc", "large", "list")
+SCENARIOS = ("baseline", "small", "asgi", "quiet", "multiproc", "large", "list")
 
 
 def prepare(directory: Path, stored: int) -> tuple[str, list[str], str]:
@@ -93,6 +93,8 @@ def run_rounds(
     starts = {
         "baseline": lambda: serve("baseline_app:app", factory=False),
         "small": lambda: serve(APP, factory=True, env=small_env, args=on),
+        # uvicorn's own protocol: every /verify goes through ASGI (the path without the fast one)
+        "asgi": lambda: serve(APP, factory=True, env=small_env, args=on, http="httptools"),
         "quiet": lambda: serve(APP, factory=True, env={**small_env, "KEYRACK_METRICS": "false"}),
         "multiproc": lambda: serve(
             APP,
@@ -182,6 +184,7 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
         "baseline": "raw ASGI floor",
         "small": "GET /verify, 1,000 keys",
         "reference": "  the reference checkout",
+        "asgi": "  through ASGI only",
         "quiet": "  metrics and logs off",
         "multiproc": "  multiprocess metrics",
         "large": f"GET /verify, {options.stored:,} keys",
@@ -198,6 +201,7 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
             )
     ratios = [
         ("(1) verify / raw ASGI    ", "small", "baseline", "(goal >= 0.75)"),
+        ("    ASGI only / raw ASGI ", "asgi", "baseline", "(without the protocol's fast path)"),
         ("(2) 1M keys / 1k keys    ", "large", "small", "(goal >= 0.9)"),
         ("(6) metrics on / off     ", "small", "quiet", "(goal >= 0.95)"),
         ("    this tree / reference", "small", "reference", ""),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from keyrack.api.http_protocol import PROTOCOL_PATH
 from keyrack.runtime import Runtime, build_runtime
 from keyrack.service import keys as key_service
 from keyrack.settings import Settings
@@ -23,7 +24,7 @@ from keyrack.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 PEPPER = "bench-pepper-" + "x" * 40
 UVICORN_SETTINGS = [
-    "--host", "127.0.0.1", "--workers", "1", "--loop", "uvloop", "--http", "httptools",
+    "--host", "127.0.0.1", "--workers", "1", "--loop", "uvloop",
     "--no-access-log", "--log-level", "warning",
 ]  # fmt: skip
 
@@ -57,12 +58,19 @@ class Served:
 
 
 def serve(
-    target: str, *, factory: bool, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    target: str,
+    *,
+    factory: bool,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+    http: str = PROTOCOL_PATH,
 ) -> Served:
-    """One uvicorn worker on loopback, the same settings for keyrack and the baseline."""
+    """One uvicorn worker on loopback, the same settings for keyrack and the baseline: by default
+    keyrack's HTTP protocol (as `keyrack serve` runs), `http="httptools"` for uvicorn's own."""
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", target, *UVICORN_SETTINGS, *args, "--port", str(port)
+        sys.executable, "-m", "uvicorn", target, *UVICORN_SETTINGS, "--http", http, *args,
+        "--port", str(port),
     ]  # fmt: skip
     if factory:
         command.append("--factory")

@@ -117,6 +117,7 @@ def serve(
     """Run the HTTP server."""
     import uvicorn
 
+    from keyrack.api.http_protocol import PROTOCOL_PATH
     from keyrack.logs import log_config
 
     settings = load_settings()
@@ -132,6 +133,7 @@ def serve(
     uvicorn.run(
         "keyrack.api.app:create_app_from_env",
         factory=True,
+        http=PROTOCOL_PATH,  # uvicorn's httptools protocol, answering cached /verify hits itself
         host=host,
         port=port,
         workers=workers,

@@ -164,6 +164,7 @@ class VerifyRecorder:
         self._seconds = 0.0
         self._hits = 0
         self._misses = 0
+        self._valid_hits = 0  # VALID answers from the cache, counted apart: the hot path
         self._flush_due: float | None = None  # while something is pending
 
     def record(self, code: str, seconds: float, cache_hit: bool | None, now: float) -> None:
@@ -171,13 +172,21 @@ class VerifyRecorder:
         `now` is `time.perf_counter()`, which the caller has just read anyway."""
         codes = self._codes
         codes[code] = codes.get(code, 0) + 1
-        self._buckets[bisect_left(VERIFY_BUCKETS, seconds)] += 1
-        self._seconds += seconds
         if cache_hit is not None:
             if cache_hit:
                 self._hits += 1
             else:
                 self._misses += 1
+        self._observe(seconds, now)
+
+    def record_valid_hit(self, seconds: float, now: float) -> None:
+        """`record(VALID, seconds, True, now)` with less work, for the commonest answer."""
+        self._valid_hits += 1
+        self._observe(seconds, now)
+
+    def _observe(self, seconds: float, now: float) -> None:
+        self._buckets[bisect_left(VERIFY_BUCKETS, seconds)] += 1
+        self._seconds += seconds
         if self._flush_due is None:
             self._flush_due = now + self.interval
             # An idle worker must not sit on its counts: flush them without waiting for a request.
@@ -193,6 +202,10 @@ class VerifyRecorder:
         buckets, self._buckets = self._buckets, [0] * len(self._buckets)
         seconds, self._seconds = self._seconds, 0.0
         hits, misses, self._hits, self._misses = self._hits, self._misses, 0, 0
+        if self._valid_hits:
+            codes["VALID"] = codes.get("VALID", 0) + self._valid_hits
+            hits += self._valid_hits
+            self._valid_hits = 0
         self._flush_due = None
         for code, count in codes.items():
             counter = _VERIFY_OUTCOMES.get(code) or verifications.labels(code="OTHER")

@@ -40,6 +40,9 @@ _BODY_FIELDS = frozenset({"key", "permissions"})
 _JSON = b"application/json"
 _NO_STORE = (b"cache-control", b"no-store")
 _NO_CACHE_LOOKUP = frozenset({MISSING, MALFORMED})  # decided before the cache is asked
+_VERIFY_BYTES = VERIFY_PATH.encode()
+# A cached key's 200 answer: the key, its header fields, the body, the fields as HTTP/1.1 lines.
+_Answer = tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes, bytes]
 
 
 def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -83,7 +86,7 @@ class VerifyEndpoint:
         self.trusted_proxies = trusted_proxies
         self.telemetry = telemetry
         self.max_answers = verifier.cache.max_entries if verifier.cache is not None else 1024
-        self._answers: dict[int, tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]] = {}
+        self._answers: dict[int, _Answer] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != VERIFY_PATH:
@@ -159,6 +162,31 @@ class VerifyEndpoint:
                 result.code, status, started, cache_hit, result.key, request_id, scope
             )
 
+    def answer_inline(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        """For `keyrack.api.http_protocol`: a GET's answer when it is a cache hit for a valid key
+        with nothing to count or watch, as the bytes after the server's own header fields
+        (exactly what `respond` sends through ASGI); None otherwise, with nothing recorded."""
+        started = time.perf_counter()
+        path, _, query = target.partition(b"?")
+        gate = self.gate
+        if path != _VERIFY_BYTES or (gate is not None and (gate.any_blocked or gate.any_watched)):
+            return None
+        permissions = _query_permissions(query) if query else ()
+        result = self.verifier.verify_cached(key_from_headers(headers), permissions)
+        if result is None or result.code != VALID:
+            return None  # a miss goes to the database; a refusal is logged and throttled
+        key = result.key
+        assert key is not None
+        if gate is not None and key.limited:
+            return None
+        answer = self._answers.get(id(key))
+        if answer is None or answer[0] is not key:
+            answer = self._answer(key)
+        request_id = request_id_header(headers)
+        if self.telemetry is not None:
+            self.telemetry.valid_hit(started)
+        return b"%sx-request-id: %s\r\n\r\n%s" % (answer[3], request_id[1], answer[2])
+
     def _refuse_blocked(self, gate: UsageGate, scope: Scope, secret: str | None) -> None:
         """Raise 429 for an address known to be blocked, before any database lookup; a cached
         key it presented is named in the audit log."""
@@ -228,9 +256,10 @@ class VerifyEndpoint:
             return 200
         return await send_rejection(send, result, extra)
 
-    def _answer(self, key: VerifiedKey) -> tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes]:
-        """The 200 answer for a cached key, built once per cache entry. Keyed by the entry's id
-        and checked by identity: the stored reference keeps that id from being reused."""
+    def _answer(self, key: VerifiedKey) -> _Answer:
+        """The 200 answer for a cached key, built once per cache entry: its header fields (also
+        as HTTP/1.1 lines) and body. Keyed by the entry's id and checked by identity: the stored
+        reference keeps that id from being reused."""
         body = json.dumps(
             {
                 "valid": True,
@@ -252,7 +281,8 @@ class VerifyEndpoint:
         ]
         if len(self._answers) >= self.max_answers:
             self._answers.clear()  # bounded like the cache; rebuilt on the next hits
-        answer = (key, headers, body)
+        lines = b"".join(b"%s: %s\r\n" % field for field in headers)
+        answer = (key, headers, body, lines)
         self._answers[id(key)] = answer
         return answer
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from keyrack.domain.limits import Quota, RateLimit
 from keyrack.domain.model import ApiKey, Org, utcnow
@@ -230,13 +230,19 @@ class Repository(AuditQueries, IdempotencyQueries):
         return _key_from_row(row), row.secret_hash, row.secret_expires_at
 
     def touch_last_used(self, stamps: Sequence[tuple[str, datetime]]) -> None:
-        for key_id, used_at in stamps:
-            self.connection.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id)
-                .where((api_keys.c.last_used_at.is_(None)) | (api_keys.c.last_used_at < used_at))
-                .values(last_used_at=used_at)
-            )
+        """One statement executed for many rows (the driver's executemany): the writer thread
+        holds the GIL for microseconds per key, not for a statement built per key, which
+        stalled the event loop's requests behind it."""
+        if not stamps:
+            return
+        used_at = bindparam("used_at", type_=api_keys.c.last_used_at.type)
+        self.connection.execute(
+            update(api_keys)
+            .where(api_keys.c.id == bindparam("key_id"))
+            .where(api_keys.c.last_used_at.is_(None) | (api_keys.c.last_used_at < used_at))
+            .values(last_used_at=used_at),
+            [{"key_id": key_id, "used_at": stamp} for key_id, stamp in stamps],
+        )
 
     # -- key change feed (revocation propagation; see store/key_changes.py)
     def publish_key_changes(self, key_ids: Sequence[str]) -> None:
