@@ -16,8 +16,10 @@ from uvicorn.server import ServerState
 
 from keyrack.api.http_protocol import HttpProtocol, find_inline_verifier
 from keyrack.api.verify import VerifyEndpoint
+from keyrack.store.limits_memory import InProcessLimitStore
 from tests.unit.test_verifier import Harness
 from tests.unit.test_verify_endpoint import fallback
+from tests.unit.test_verify_limits import Limited
 
 DATE = [(b"date", b"Thu, 26 Nov 2026 12:00:00 GMT")]
 
@@ -70,12 +72,16 @@ class Connection:
 
         self.protocol._start_asgi_task = counted  # type: ignore[method-assign]
 
+    def answered(self) -> bool:
+        cycle = self.protocol.cycle
+        return cycle is None or cycle.response_complete
+
     async def exchange(self, data: bytes) -> tuple[bytes, int]:
         """What the server wrote for `data`, and how many ASGI tasks that took."""
         before, tasks_before = self.transport.written, self.asgi_tasks
         self.protocol.data_received(data)
-        while self.state.tasks:
-            await asyncio.gather(*self.state.tasks)
+        while self.state.tasks or self.protocol.pipeline or not self.answered():
+            await asyncio.gather(*self.state.tasks, asyncio.sleep(0.001))
         return self.transport.written[len(before) :], self.asgi_tasks - tasks_before
 
 
@@ -193,7 +199,7 @@ def test_a_failing_inline_answer_falls_back_to_asgi(
     harness.verify(secret)
     app = endpoint(harness)
 
-    def broken(target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    def broken(target: bytes, headers: list[tuple[bytes, bytes]], client: object) -> None:
         raise RuntimeError("boom")
 
     app.answer_inline = broken  # type: ignore[method-assign]
@@ -222,3 +228,75 @@ def test_the_inline_verifier_is_found_through_uvicorns_proxy_headers_only(
 
     assert find_inline_verifier(OtherWrapper(app)) is None
     assert find_inline_verifier(fallback) is None
+
+
+def limited_app(store: InProcessLimitStore | None = None) -> tuple[Limited, str]:
+    limited = Limited(store=store or InProcessLimitStore(clock=lambda: 1_800_000_000.0))
+    secret, _ = limited.create(rate_limit={"limit": 2, "window_seconds": 60}, quota=None)
+    limited.harness.verify(secret)  # cached (a plain lookup counts against no limit)
+    return limited, secret
+
+
+def test_a_limited_key_is_answered_inline_as_through_asgi() -> None:
+    limited, secret = limited_app()
+
+    async def scenario() -> list[tuple[bytes, int]]:
+        inline = Connection(HttpProtocol, limited.app)
+        stock = Connection(HttpToolsProtocol, limited.app)
+        request = get(secret, "/verify", "X-Request-ID: req-1")
+        return [
+            await inline.exchange(request),  # 200, r=1
+            await stock.exchange(request),  # 200, r=0
+            await inline.exchange(request),  # 429
+            await stock.exchange(request),  # 429
+        ]
+
+    (ok_inline, t1), (ok_asgi, t2), (refused_inline, t3), (refused_asgi, t4) = run(scenario)
+    assert (t1, t2, t3, t4) == (0, 1, 0, 1)
+    assert limited.store_calls == 4
+    assert b'\r\nratelimit: "rate";r=1;t=60\r\n' in ok_inline
+    assert ok_inline.replace(b"r=1", b"r=0") == ok_asgi
+    assert refused_inline.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
+    assert b"\r\nretry-after: 60\r\n" in refused_inline
+    assert refused_inline == refused_asgi
+    assert limited.decisions == ["allowed", "allowed", "rate_limited", "rate_limited"]
+
+
+class SlowStore(InProcessLimitStore):
+    """Answers like the in-process store, a moment later (as Redis does)."""
+
+    def acquire(self, **kwargs: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        usage = self.acquire_sync(**kwargs)
+        asyncio.get_running_loop().call_later(0.01, future.set_result, usage)
+        return future
+
+
+def test_requests_pipelined_behind_a_waiting_answer_keep_their_order() -> None:
+    limited, secret = limited_app(SlowStore())
+    plain, _ = limited.create()
+    limited.harness.verify(plain)
+
+    async def scenario() -> tuple[bytes, int]:
+        connection = Connection(HttpProtocol, limited.app)
+        exchange = asyncio.ensure_future(connection.exchange(get(secret) + get(plain)))
+        await asyncio.sleep(0.02)
+        return await exchange
+
+    written, tasks = run(scenario)
+    assert tasks == 1  # the plain key queued behind the limited one, then went through ASGI
+    assert re.findall(rb"HTTP/1\.1 (\d{3})", written) == [b"200", b"200"]
+    assert written.index(b"ratelimit: ") < written.index(b"x-keyrack-key-id", 200)
+
+
+def test_nothing_is_written_when_the_client_left_while_waiting() -> None:
+    limited, secret = limited_app(SlowStore())
+
+    async def scenario() -> tuple[bytes, bool]:
+        connection = Connection(HttpProtocol, limited.app)
+        connection.protocol.data_received(get(secret))
+        connection.protocol.connection_lost(None)
+        await asyncio.sleep(0.05)
+        return connection.transport.written, connection.transport.closed
+
+    assert run(scenario) == (b"", True)

@@ -35,9 +35,9 @@ class Limited:
         self.store_calls = 0
         original = self.store.acquire
 
-        async def counting_acquire(**kwargs: Any) -> Any:
+        def counting_acquire(**kwargs: Any) -> Any:
             self.store_calls += 1
-            return await original(**kwargs)
+            return original(**kwargs)
 
         self.store.acquire = counting_acquire  # type: ignore[method-assign]
         throttle = AuthFailureThrottle(self.store, limit=3, window_seconds=60)

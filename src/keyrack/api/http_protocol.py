@@ -17,10 +17,13 @@ minor version and tests/unit/test_http_protocol.py checks the two paths against 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from keyrack.api.verify import DeferredAnswer
 
 log = logging.getLogger("keyrack.verify")
 
@@ -29,9 +32,14 @@ _VERIFY = b"/verify"
 
 
 class InlineVerifier(Protocol):
-    def answer_inline(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
-        """The answer's header fields after the server's own, the blank line and the body, or
-        None to leave the request to the ASGI application."""
+    def answer_inline(
+        self,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        client: tuple[str, int] | None,
+    ) -> bytes | DeferredAnswer | None:
+        """A 200's header fields after the server's own, the blank line and the body; or an
+        answer still waiting for the limit store; or None to leave the request to ASGI."""
 
 
 class _NoEvent:
@@ -51,6 +59,20 @@ class _Answered:
 
 
 _ANSWERED: Any = _Answered()
+
+
+class _Waiting:
+    """The cycle of a request whose inline answer waits for the limit store: uvicorn queues
+    the connection's next requests behind it, marks it on disconnect or shutdown, and feeds it
+    any body (which a GET to /verify does not use)."""
+
+    def __init__(self) -> None:
+        self.response_complete = False
+        self.disconnected = False
+        self.keep_alive = True
+        self.message_event = _NoEvent()
+        self.body = bytearray()
+        self.more_body = True
 
 
 def find_inline_verifier(app: object) -> InlineVerifier | None:
@@ -75,17 +97,38 @@ class HttpProtocol(HttpToolsProtocol):
         inline = self.inline
         if inline is not None and self.url.startswith(_VERIFY) and self._can_answer_inline():
             try:
-                answer = inline.answer_inline(self.url, self.headers)
+                answer = inline.answer_inline(self.url, self.headers, self.client)
             except Exception as error:  # noqa: BLE001 - the ASGI path answers (and reports) instead
                 # the type only, as on the ASGI path: a message or traceback could hold the key
                 log.error("inline verification failed (%s); through ASGI", type(error).__name__)
                 answer = None
-            if answer is not None:
+            if type(answer) is bytes:
                 self.transport.write(STATUS_LINE[200] + self._server_lines() + answer)
                 self.cycle = _ANSWERED
                 self.on_response_complete()  # counts the request, arms the keep-alive timer
                 return
+            if answer is not None:
+                assert isinstance(answer, DeferredAnswer)
+                cycle = _Waiting()
+                self.cycle = cycle  # type: ignore[assignment]  # uvicorn reads only these fields
+                answer.waiting.add_done_callback(lambda _: self._finish(cycle, answer.finish))
+                return
         super().on_headers_complete()
+
+    def _finish(self, cycle: _Waiting, finish: Callable[[], tuple[int, bytes]]) -> None:
+        try:
+            status, answer = finish()
+        except Exception as error:  # noqa: BLE001 - `finish` answers errors itself; never a trace
+            log.error("inline verification failed (%s); closing", type(error).__name__)
+            self.transport.close()
+            return
+        cycle.response_complete = True
+        if cycle.disconnected or self.transport.is_closing():
+            return
+        self.transport.write(STATUS_LINE[status] + self._server_lines() + answer)
+        if not cycle.keep_alive:  # the server is shutting down
+            self.transport.close()
+        self.on_response_complete()  # starts the next pipelined request, if any
 
     def _can_answer_inline(self) -> bool:
         parser = self.parser

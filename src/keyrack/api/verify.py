@@ -9,10 +9,12 @@ nginx `auth_request` (which only understands 2xx, 401 and 403). Every answer car
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from keyrack.api.asgi import ASGIApp, Receive, Scope, Send, request_id_header
@@ -22,6 +24,7 @@ from keyrack.api.verify_telemetry import VerifyTelemetry
 from keyrack.domain.errors import KeyrackError, LimitExceeded, Unauthenticated
 from keyrack.domain.limits import Decision, limit_headers
 from keyrack.service.key_cache import VerifiedKey
+from keyrack.service.limits import Usage
 from keyrack.service.usage_gate import UsageGate
 from keyrack.service.verify import (
     INSUFFICIENT_PERMISSIONS,
@@ -58,6 +61,14 @@ def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
         if name == b"x-api-key" and value:
             api_key = value.decode("latin-1")
     return api_key
+
+
+class DeferredAnswer(NamedTuple):
+    """An inline answer waiting for the limit store: once `waiting` is done, `finish()` gives
+    the status and the bytes after the server's own header fields."""
+
+    waiting: asyncio.Future[Any]
+    finish: Callable[[], tuple[int, bytes]]
 
 
 class BadRequest(Exception):
@@ -134,13 +145,8 @@ class VerifyEndpoint:
             self._answered(bad.code, bad.status, started, request_id, scope)
             return
         except KeyrackError as error:  # 429 (limits), 503 (database or Redis, Retry-After)
-            status, body, headers = from_error(error)
-            if isinstance(error, LimitExceeded):
-                body["valid"] = False
-                # nginx auth_request cannot read the body: the code travels in a header too.
-                headers["X-Keyrack-Code"] = error.code
-            extra = [request_id, *((k.lower().encode(), v.encode()) for k, v in headers.items())]
-            await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(body)))
+            status, extra, content = _error_answer(error, request_id)
+            await _send(send, status, extra, content)
             self._answered(error.code, status, started, request_id, scope, cache_hit)
             return
         except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
@@ -162,10 +168,17 @@ class VerifyEndpoint:
                 result.code, status, started, cache_hit, result.key, request_id, scope
             )
 
-    def answer_inline(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    def answer_inline(
+        self,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        client: tuple[str, int] | None = None,
+    ) -> bytes | DeferredAnswer | None:
         """For `keyrack.api.http_protocol`: a GET's answer when it is a cache hit for a valid key
-        with nothing to count or watch, as the bytes after the server's own header fields
-        (exactly what `respond` sends through ASGI); None otherwise, with nothing recorded."""
+        from an address nobody watches, exactly as `__call__` would send it through ASGI. The
+        bytes after the server's own header fields for a key without limits; for a limited key,
+        the store's pending answer and how to finish (200 or 429). None, with nothing recorded,
+        for everything else."""
         started = time.perf_counter()
         path, _, query = target.partition(b"?")
         gate = self.gate
@@ -177,15 +190,59 @@ class VerifyEndpoint:
             return None  # a miss goes to the database; a refusal is logged and throttled
         key = result.key
         assert key is not None
-        if gate is not None and key.limited:
-            return None
         answer = self._answers.get(id(key))
         if answer is None or answer[0] is not key:
             answer = self._answer(key)
         request_id = request_id_header(headers)
+        if gate is not None and key.limited:
+            waiting = gate.admission(key)
+            assert waiting is not None  # a limited key always asks the store
+
+            def finish() -> tuple[int, bytes]:
+                return self._finish_limited(gate, key, answer, request_id, started, client, waiting)
+
+            return DeferredAnswer(waiting, finish)
         if self.telemetry is not None:
             self.telemetry.valid_hit(started)
         return b"%sx-request-id: %s\r\n\r\n%s" % (answer[3], request_id[1], answer[2])
+
+    def _finish_limited(
+        self,
+        gate: UsageGate,
+        key: VerifiedKey,
+        answer: _Answer,
+        request_id: tuple[bytes, bytes],
+        started: float,
+        client: tuple[str, int] | None,
+        waiting: asyncio.Future[Usage],
+    ) -> tuple[int, bytes]:
+        """The inline answer for a limited key once the store answered: what `__call__` and
+        `respond` send for the same outcome."""
+        scope: Scope = {"method": "GET", "client": client}  # what refusal logging reads
+        try:
+            decisions = gate.admitted(key, waiting.result())
+        except KeyrackError as error:  # 429, or 503 when Redis is down and limits fail closed
+            status, fields, content = _error_answer(error, request_id)
+            body = _add_content_fields(fields, content)
+            self._answered(error.code, status, started, request_id, scope, True)
+            return status, _lines(fields) + b"\r\n" + body
+        except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
+            fields = [request_id]
+            problem = _problem(500, "INTERNAL_ERROR", "verification failed")
+            body = _add_content_fields(fields, problem)
+            if self.telemetry is None:
+                log.error("verification failed: %s", type(error).__name__)
+            self._answered("INTERNAL_ERROR", 500, started, request_id, scope, True, error=error)
+            return 500, _lines(fields) + b"\r\n" + body
+        self._answered(VALID, 200, started, request_id, scope, True, key)
+        # As `_lines` would write them, in one string formatting: this runs on every request.
+        limits = "".join(f"{name.lower()}: {value}\r\n" for name, value in limit_headers(decisions))
+        return 200, b"%sx-request-id: %s\r\n%s\r\n%s" % (
+            answer[3],
+            request_id[1],
+            limits.encode(),
+            answer[2],
+        )
 
     def _refuse_blocked(self, gate: UsageGate, scope: Scope, secret: str | None) -> None:
         """Raise 429 for an address known to be blocked, before any database lookup; a cached
@@ -247,10 +304,7 @@ class VerifyEndpoint:
                 answer = self._answer(key)
             headers = answer[1] + extra  # a new list: the cached one is shared by every answer
             if decisions:  # the key's limits: what is left of them
-                headers += [
-                    (name.lower().encode(), value.encode())
-                    for name, value in limit_headers(decisions)
-                ]
+                headers += _limit_fields(decisions)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"" if head else answer[2]})
             return 200
@@ -281,8 +335,7 @@ class VerifyEndpoint:
         ]
         if len(self._answers) >= self.max_answers:
             self._answers.clear()  # bounded like the cache; rebuilt on the next hits
-        lines = b"".join(b"%s: %s\r\n" % field for field in headers)
-        answer = (key, headers, body, lines)
+        answer = (key, headers, body, _lines(headers))
         self._answers[id(key)] = answer
         return answer
 
@@ -364,9 +417,39 @@ async def _send(
     content: tuple[bytes, bytes],
     length: int | None = None,
 ) -> None:
+    body = _add_content_fields(headers, content, length)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _add_content_fields(
+    headers: list[tuple[bytes, bytes]], content: tuple[bytes, bytes], length: int | None = None
+) -> bytes:
+    """Appends the content's header fields to `headers`; returns the body."""
     content_type, body = content
     headers.append((b"content-type", content_type))
     headers.append((b"content-length", str(len(body) if length is None else length).encode()))
     headers.append(_NO_STORE)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return body
+
+
+def _error_answer(
+    error: KeyrackError, request_id: tuple[bytes, bytes]
+) -> tuple[int, list[tuple[bytes, bytes]], tuple[bytes, bytes]]:
+    """Status, header fields and content of the problem answer for `error` (429, 503)."""
+    status, body, fields = from_error(error)
+    if isinstance(error, LimitExceeded):
+        body["valid"] = False
+        # nginx auth_request cannot read the body: the code travels in a header too.
+        fields["X-Keyrack-Code"] = error.code
+    headers = [request_id, *((k.lower().encode(), v.encode()) for k, v in fields.items())]
+    return status, headers, (PROBLEM_JSON.encode(), encode(body))
+
+
+def _limit_fields(decisions: tuple[Decision, ...]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in limit_headers(decisions)]
+
+
+def _lines(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Header fields as HTTP/1.1 lines, as uvicorn writes them."""
+    return b"".join(b"%s: %s\r\n" % field for field in fields)

@@ -6,7 +6,7 @@ flavour for the verify path and a sync one for management handlers running in th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -55,7 +55,9 @@ class LimitStore(Protocol):
     all allow, counts the request against all of them, atomically (several instances sharing
     one store together never admit more than a limit)."""
 
-    # Awaitables rather than coroutines, so a store may hand out a future it resolves itself.
+    # Futures rather than coroutines: a store resolves them itself (Redis, when the reply
+    # comes) or at once (in-process), and the inline verify path waits on them with a callback
+    # instead of a task.
     def acquire(
         self,
         *,
@@ -63,7 +65,7 @@ class LimitStore(Protocol):
         rate_limit: RateLimit | None,
         quota: Quota | None,
         guard: Guard | None = None,
-    ) -> Awaitable[Usage]: ...
+    ) -> asyncio.Future[Usage]: ...
 
     def acquire_sync(
         self,
@@ -74,7 +76,7 @@ class LimitStore(Protocol):
         guard: Guard | None = None,
     ) -> Usage: ...
 
-    def peek(self, *, subject: str, rate_limit: RateLimit) -> Awaitable[Usage]:
+    def peek(self, *, subject: str, rate_limit: RateLimit) -> asyncio.Future[Usage]:
         """The rate decision as if a request came now, without counting one."""
         ...
 
@@ -90,7 +92,8 @@ class LimitStore(Protocol):
     def close(self) -> None: ...
 
 
-def _raise_if_refused(usage: Usage) -> tuple[Decision, ...]:
+def raise_if_refused(usage: Usage) -> tuple[Decision, ...]:
+    """The decisions of an admitted request; raises `RateLimited` or `UsageExceeded` else."""
     if usage.allowed:
         return usage.decisions
     if usage.blocked_by is not None:
@@ -128,13 +131,25 @@ class UsageLimiter:
 
         Raises `RateLimited` (the key's rate limit, or `address` is blocked after too many
         failed authentications) or `UsageExceeded`: 429, with the decisions for the headers."""
+        pending = self.request(key_id=key_id, rate_limit=rate_limit, quota=quota, address=address)
+        return () if pending is None else raise_if_refused(await pending)
+
+    def request(
+        self,
+        *,
+        key_id: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+        address: str | None = None,
+    ) -> asyncio.Future[Usage] | None:
+        """`enforce`'s store call (None when there is nothing to check); `raise_if_refused`
+        reads its answer."""
         guard = self._guard(address)
         if rate_limit is None and quota is None and guard is None:
-            return ()
-        usage = await self.store.acquire(
+            return None
+        return self.store.acquire(
             subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota, guard=guard
         )
-        return _raise_if_refused(usage)
 
     def enforce_sync(
         self,
@@ -150,7 +165,7 @@ class UsageLimiter:
         usage = self.store.acquire_sync(
             subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota, guard=guard
         )
-        return _raise_if_refused(usage)
+        return raise_if_refused(usage)
 
 
 class AuthFailureThrottle:

@@ -12,6 +12,7 @@ the 429s would tell the guesser which guess was right); keys from other addresse
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -23,7 +24,13 @@ from keyrack.domain.limits import AUTH_FAILURE_POLICY, Decision
 from keyrack.logs import ThrottledLog
 from keyrack.service.auth_failures import AuthFailureLog
 from keyrack.service.key_cache import VerifiedKey
-from keyrack.service.limits import BLOCKED_DETAIL, AuthFailureThrottle, UsageLimiter
+from keyrack.service.limits import (
+    BLOCKED_DETAIL,
+    AuthFailureThrottle,
+    Usage,
+    UsageLimiter,
+    raise_if_refused,
+)
 
 log = logging.getLogger("keyrack.limits")
 
@@ -230,10 +237,30 @@ class UsageGate:
                         refusal, address=address, key=key, request_id=request_id
                     ) from None
             return ()
+        pending = self.limiter.request(
+            key_id=key.key_id, rate_limit=key.rate_limit, quota=key.quota, address=address
+        )
+        usage = await pending if pending is not None else Usage()
+        return self.admitted(key, usage, address=address, request_id=request_id)
+
+    def admission(self, key: VerifiedKey) -> asyncio.Future[Usage] | None:
+        """`admit`'s store call for a limited key from an address nobody watches (`any_watched`
+        false), as the store's future; `admitted` reads its answer. For the inline verify path,
+        which waits with a callback rather than a task."""
+        return self.limiter.request(key_id=key.key_id, rate_limit=key.rate_limit, quota=key.quota)
+
+    def admitted(
+        self,
+        key: VerifiedKey,
+        usage: Usage,
+        *,
+        address: str | None = None,
+        request_id: str | None = None,
+    ) -> tuple[Decision, ...]:
+        """The decisions of a limited key's admitted request; raises `RateLimited` or
+        `UsageExceeded` (recorded as `admit` does)."""
         try:
-            decisions = await self.limiter.enforce(
-                key_id=key.key_id, rate_limit=key.rate_limit, quota=key.quota, address=address
-            )
+            decisions = raise_if_refused(usage)
         except LimitExceeded as refusal:
             raise self._refused(refusal, address=address, key=key, request_id=request_id) from None
         self._on_decision("allowed")

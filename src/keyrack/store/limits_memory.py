@@ -7,6 +7,7 @@ store does in Lua; both stores must decide identically, so they share `domain.li
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import deque
@@ -123,19 +124,22 @@ class InProcessLimitStore:
             )
         return Usage(decisions=(decision,))
 
-    async def acquire(
+    def acquire(
         self,
         *,
         subject: str,
         rate_limit: RateLimit | None,
         quota: Quota | None,
         guard: Guard | None = None,
-    ) -> Usage:
-        # Never blocks for long (a short critical section, no I/O), so no thread hop is needed.
-        return self.acquire_sync(subject=subject, rate_limit=rate_limit, quota=quota, guard=guard)
+    ) -> asyncio.Future[Usage]:
+        # Never blocks for long (a short critical section, no I/O): answered at once, in a
+        # future already resolved, without a thread hop.
+        return _resolved(
+            self.acquire_sync(subject=subject, rate_limit=rate_limit, quota=quota, guard=guard)
+        )
 
-    async def peek(self, *, subject: str, rate_limit: RateLimit) -> Usage:
-        return self.peek_sync(subject=subject, rate_limit=rate_limit)
+    def peek(self, *, subject: str, rate_limit: RateLimit) -> asyncio.Future[Usage]:
+        return _resolved(self.peek_sync(subject=subject, rate_limit=rate_limit))
 
     async def health(self) -> str | None:
         return None
@@ -179,3 +183,9 @@ class InProcessLimitStore:
                 del self._logs[subject]
         for slot in [slot for slot, count in self._quotas.items() if count.ends_at <= now]:
             del self._quotas[slot]
+
+
+def _resolved(usage: Usage) -> asyncio.Future[Usage]:
+    future: asyncio.Future[Usage] = asyncio.get_running_loop().create_future()
+    future.set_result(usage)
+    return future

@@ -51,8 +51,10 @@ log = logging.getLogger("keyrack.limits")
 
 Batch = list[tuple[ScriptRequest, asyncio.Future[Usage]]]
 
-# Requests waiting in one event-loop turn go to Redis together, in one script call: the
-# client-side cost of a round trip (encoding, syscalls, parsing) is paid once per batch.
+# Requests go to Redis together, in one script call: the cost of a round trip (encoding,
+# syscalls, parsing, and Redis's own per-call work) is paid once per batch. While a batch is
+# out, the next one gathers (group commit): the busier the server, the larger the batches,
+# and an idle one sends at once.
 MAX_BATCH = 128
 
 
@@ -83,6 +85,7 @@ class RedisLimitStore:
         self._async: tuple[redis.asyncio.Redis, Any] | None = None
         self._sync: tuple[redis.Redis, Any] | None = None
         self._pending: Batch = []
+        self._batches_out = 0  # sent and not yet settled
         self._in_flight: set[asyncio.Future[None]] = set()
         # Plain connections use the hand-written pipeline (see redis_pipeline.py); TLS and
         # other options keep redis-py.
@@ -227,7 +230,7 @@ class RedisLimitStore:
             self._settle_unavailable(future, "skipped", None)
             return future
         self._pending.append((request, future))
-        if len(self._pending) == 1:
+        if len(self._pending) == 1 and not self._batches_out:
             loop.call_soon(self._send_pending)
         return future
 
@@ -240,9 +243,13 @@ class RedisLimitStore:
             future.set_exception(refusal)
 
     def _send_pending(self) -> None:
-        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        if self._pending:
-            asyncio.get_running_loop().call_soon(self._send_pending)
+        """Send what is waiting, in batches of at most MAX_BATCH."""
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            self._batches_out += 1
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: Batch) -> None:
         pipeline = self._pipeline
         if pipeline is not None and pipeline.connected:
             self._call(pipeline, batch)  # the usual case: no task, no await
@@ -288,7 +295,16 @@ class RedisLimitStore:
         self._settle(batch, requests, reply)
 
     def _settle(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
-        """Resolve each request's future from the script's reply (or the error instead)."""
+        """Resolve each request's future from the script's reply (or the error instead), then
+        send what gathered meanwhile."""
+        try:
+            self._resolve(batch, requests, reply)
+        finally:
+            self._batches_out -= 1
+            if self._pending and not self._batches_out:
+                self._send_pending()
+
+    def _resolve(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
         if not isinstance(reply, Exception):
             try:
                 results = usages(requests, reply)
