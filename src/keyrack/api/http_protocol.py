@@ -3,11 +3,13 @@
 Why by hand: on uvicorn an ASGI request costs about 20 us before the application runs (a scope,
 a `RequestResponseCycle`, an asyncio task, two `send` calls that re-check every header, two
 socket writes), while a cached verification costs about 5 us. No server or library offers a
-hook below ASGI, so this subclass answers the common case, a valid key found in the cache with
-no limits to apply, right where the request headers have been parsed, in one write. Everything
-else (a miss, a refusal, a limited key, a throttled address, POST, HEAD, HTTP/1.0, pipelined
-requests behind an unfinished one, a paused transport) goes through ASGI exactly as before,
-and so does every other path. The answer is byte for byte what the ASGI path sends.
+hook below ASGI, so this subclass answers the common case, a valid key found in the cache from
+an address nobody watches, right where the request headers have been parsed, in one write. A
+key with limits waits for the limit store's future (a callback, not a task) while later
+requests on the connection queue behind it. Everything else (a miss, a refusal, a watched or
+throttled address, POST, HEAD, HTTP/1.0, pipelined requests behind an unfinished one, a paused
+transport) goes through ASGI exactly as before, and so does every other path. The answer is
+byte for byte what the ASGI path sends.
 
 `keyrack serve` uses this protocol; `uvicorn --http keyrack.api.http_protocol:HttpProtocol`
 does the same. It depends on uvicorn's `HttpToolsProtocol` internals, so pyproject pins uvicorn's
@@ -16,6 +18,7 @@ minor version and tests/unit/test_http_protocol.py checks the two paths against 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -118,7 +121,7 @@ class HttpProtocol(HttpToolsProtocol):
     def _finish(self, cycle: _Waiting, finish: Callable[[], tuple[int, bytes]]) -> None:
         try:
             status, answer = finish()
-        except Exception as error:  # noqa: BLE001 - `finish` answers errors itself; never a trace
+        except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001 - never a trace
             log.error("inline verification failed (%s); closing", type(error).__name__)
             self.transport.close()
             return
