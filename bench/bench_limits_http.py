@@ -3,14 +3,23 @@ run: one keyrack worker with `KEYRACK_REDIS_URL` set, 1,000 keys of each kind, w
 between them round by round (goal: limited >= 0.7 of unlimited).
 
     .venv/bin/python bench/bench_limits_http.py [--redis-url URL] [--rounds 5] [--seconds 10]
+    .venv/bin/python bench/bench_limits_http.py --own-redis --pin   # Redis elsewhere, modelled
+
+`--own-redis` starts a private redis-server (no persistence) on a Unix socket; `--pin` puts the
+keyrack worker alone on CPU 0 and wrk and that Redis on CPU 1, so that Redis takes no time from
+the worker, as when it runs on its own host (the same pinning for both sides of the ratio).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +32,7 @@ from keyrack.service import keys as key_service
 ORG = "bench"
 # Generous, so every request is admitted and counted: the cost measured is the check itself.
 RATE_LIMIT = {"limit": 100_000, "window_seconds": 60}
+SERVER_CPU, LOAD_CPU = 0, "1"  # with --pin
 
 
 @dataclass
@@ -46,13 +56,40 @@ def measured(
     url: str, pid: int, client: redis.Redis, options: argparse.Namespace, script: Path
 ) -> Run:
     cpu, usec = process_cpu_seconds(pid), script_usec(client)
-    result = wrk(url, seconds=options.seconds, connections=options.connections, script=script)
+    result = wrk(
+        url,
+        seconds=options.seconds,
+        connections=options.connections,
+        script=script,
+        cpus=LOAD_CPU if options.pin else None,
+    )
     requests = result.requests_per_second * options.seconds
     return Run(
         wrk=result,
         server_cpu_us=(process_cpu_seconds(pid) - cpu) / requests * 1e6,
         redis_cpu_us=(script_usec(client) - usec) / requests,
     )
+
+
+@contextlib.contextmanager
+def private_redis(directory: Path, pin: bool) -> Iterator[str]:
+    """A redis-server of our own on a Unix socket, without persistence; its URL."""
+    socket = directory / "redis.sock"
+    command = ["redis-server", "--port", "0", "--unixsocket", str(socket), "--save", ""]
+    command += ["--appendonly", "no", "--dir", str(directory)]
+    if pin:
+        command = ["taskset", "-c", LOAD_CPU, *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not socket.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"unix://{socket}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def issue(runtime: Runtime, count: int, rate_limit: object) -> list[str]:
@@ -80,9 +117,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--own-redis", action="store_true", help="a private Redis, Unix socket")
+    parser.add_argument("--pin", action="store_true", help="worker on CPU 0, wrk (and Redis) 1")
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
+        if options.own_redis:
+            options.redis_url = stack.enter_context(private_redis(directory, options.pin))
         url = f"sqlite:///{directory / 'keyrack.db'}"
         runtime = runtime_for(url, directory)
         key_service.create_org(uow=runtime.uow(write=True), org_id=ORG)
@@ -97,6 +138,8 @@ def main() -> None:
         runtime.close()
         env = {**keyrack_env(url, directory), "KEYRACK_REDIS_URL": options.redis_url}
         server = serve("keyrack.api.app:create_app_from_env", factory=True, env=env)
+        if options.pin:
+            os.sched_setaffinity(server.process.pid, {SERVER_CPU})
         results: dict[str, list[Run]] = {name: [] for name in scripts}
         redis_client = redis.Redis.from_url(options.redis_url)
         try:

@@ -236,7 +236,9 @@ class VerifyEndpoint:
             return 500, _lines(fields) + b"\r\n" + body
         self._answered(VALID, 200, started, request_id, scope, True, key)
         # As `_lines` would write them, in one string formatting: this runs on every request.
-        limits = "".join(f"{name.lower()}: {value}\r\n" for name, value in limit_headers(decisions))
+        limits = "".join(
+            [f"{name.lower()}: {value}\r\n" for name, value in limit_headers(decisions)]
+        )
         return 200, b"%sx-request-id: %s\r\n%s\r\n%s" % (
             answer[3],
             request_id[1],
