@@ -3,11 +3,10 @@ run: one keyrack worker with `KEYRACK_REDIS_URL` set, 1,000 keys of each kind, w
 between them round by round (goal: limited >= 0.7 of unlimited).
 
     .venv/bin/python bench/bench_limits_http.py [--redis-url URL] [--rounds 5] [--seconds 10]
-    .venv/bin/python bench/bench_limits_http.py --own-redis --pin   # Redis elsewhere, modelled
+    .venv/bin/python bench/bench_limits_http.py --own-redis   # a private Redis, Unix socket
 
-`--own-redis` starts a private redis-server (no persistence) on a Unix socket; `--pin` puts the
-keyrack worker alone on CPU 0 and wrk and that Redis on CPU 1, so that Redis takes no time from
-the worker, as when it runs on its own host (the same pinning for both sides of the ratio).
+`--own-redis` starts a private redis-server (no persistence) on a Unix socket in a temporary
+directory instead of using `--redis-url`.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from keyrack.service import keys as key_service
 ORG = "bench"
 # Generous, so every request is admitted and counted: the cost measured is the check itself.
 RATE_LIMIT = {"limit": 100_000, "window_seconds": 60}
-SERVER_CPU, LOAD_CPU = 0, "1"  # with --pin
 
 
 @dataclass
@@ -61,7 +59,6 @@ def measured(
         seconds=options.seconds,
         connections=options.connections,
         script=script,
-        cpus=LOAD_CPU if options.pin else None,
     )
     requests = result.requests_per_second * options.seconds
     return Run(
@@ -72,13 +69,11 @@ def measured(
 
 
 @contextlib.contextmanager
-def private_redis(directory: Path, pin: bool) -> Iterator[str]:
+def private_redis(directory: Path) -> Iterator[str]:
     """A redis-server of our own on a Unix socket, without persistence; its URL."""
     socket = directory / "redis.sock"
     command = ["redis-server", "--port", "0", "--unixsocket", str(socket), "--save", ""]
     command += ["--appendonly", "no", "--dir", str(directory)]
-    if pin:
-        command = ["taskset", "-c", LOAD_CPU, *command]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -118,12 +113,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--own-redis", action="store_true", help="a private Redis, Unix socket")
-    parser.add_argument("--pin", action="store_true", help="worker on CPU 0, wrk (and Redis) 1")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         directory = Path(tmp)
         if options.own_redis:
-            options.redis_url = stack.enter_context(private_redis(directory, options.pin))
+            options.redis_url = stack.enter_context(private_redis(directory))
         url = f"sqlite:///{directory / 'keyrack.db'}"
         runtime = runtime_for(url, directory)
         key_service.create_org(uow=runtime.uow(write=True), org_id=ORG)
@@ -138,8 +132,6 @@ def main() -> None:
         runtime.close()
         env = {**keyrack_env(url, directory), "KEYRACK_REDIS_URL": options.redis_url}
         server = serve("keyrack.api.app:create_app_from_env", factory=True, env=env)
-        if options.pin:
-            os.sched_setaffinity(server.process.pid, {SERVER_CPU})
         results: dict[str, list[Run]] = {name: [] for name in scripts}
         redis_client = redis.Redis.from_url(options.redis_url)
         try:

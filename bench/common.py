@@ -158,13 +158,9 @@ def wrk(
     seconds: int = 10,
     headers: dict[str, str] | None = None,
     script: Path | None = None,
-    cpus: str | None = None,
 ) -> WrkResult:
-    """`cpus` (e.g. "1") pins wrk to those CPUs."""
     ensure_wrk()
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    if cpus is not None:
-        command = ["taskset", "-c", cpus, *command]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     if script:
