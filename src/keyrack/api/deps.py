@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from keyrack.api.client_address import client_address
 from keyrack.api.problems import HttpProblem
-from keyrack.api.verify import key_from_headers
+from keyrack.api.verify_wire import key_from_headers
 from keyrack.domain.audit import RequestTrail
 from keyrack.domain.errors import InvalidInput, PermissionDenied, Unauthenticated
 from keyrack.domain.model import KEY_ID_PATTERN, ORG_ID_PATTERN, Principal

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from keyrack.api.asgi import ASGIApp, Receive, Scope, Send
 from keyrack.api.problems import PROBLEM_JSON, from_error, problem_body
-from keyrack.api.verify import key_from_headers, send_rejection
+from keyrack.api.verify_wire import key_from_headers, send_rejection
 from keyrack.domain.errors import Unauthenticated
 from keyrack.service.key_cache import VerifiedKey
 from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VALID, Verifier, VerifyResult

@@ -13,21 +13,33 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl
 
 from keyrack.api.asgi import ASGIApp, Receive, Scope, Send, request_id_header
 from keyrack.api.client_address import IPNetwork, client_address
-from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
 from keyrack.api.verify_telemetry import VerifyTelemetry
-from keyrack.domain.errors import KeyrackError, LimitExceeded, Unauthenticated
+from keyrack.api.verify_wire import (
+    JSON,
+    NO_STORE,
+    BadRequest,
+    add_content_fields,
+    error_answer,
+    header_lines,
+    key_from_headers,
+    limit_fields,
+    problem_content,
+    query_permissions,
+    read_body,
+    send_answer,
+    send_rejection,
+)
+from keyrack.domain.errors import KeyrackError
 from keyrack.domain.limits import Decision, limit_headers
 from keyrack.service.key_cache import VerifiedKey
 from keyrack.service.limits import Usage
 from keyrack.service.usage_gate import UsageGate
 from keyrack.service.verify import (
-    INSUFFICIENT_PERMISSIONS,
     MALFORMED,
     MISSING,
     VALID,
@@ -39,28 +51,10 @@ log = logging.getLogger("keyrack.verify")
 
 VERIFY_PATH = "/verify"
 _ALLOWED_METHODS = "GET, HEAD, POST"
-_BODY_FIELDS = frozenset({"key", "permissions"})
-_JSON = b"application/json"
-_NO_STORE = (b"cache-control", b"no-store")
 _NO_CACHE_LOOKUP = frozenset({MISSING, MALFORMED})  # decided before the cache is asked
 _VERIFY_BYTES = VERIFY_PATH.encode()
 # A cached key's 200 answer: the key, its header fields, the body, the fields as HTTP/1.1 lines.
 _Answer = tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes, bytes]
-
-
-def key_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """The key from `Authorization: Bearer` or `X-API-Key`; a query-string key is never read.
-    An `Authorization` value of another shape is returned as is, to be reported malformed."""
-    api_key = None
-    for name, value in headers:
-        if name == b"authorization" and value:
-            scheme, _, credentials = value.partition(b" ")
-            if scheme.lower() == b"bearer" and credentials.strip():
-                return credentials.strip().decode("latin-1")
-            return value.decode("latin-1")
-        if name == b"x-api-key" and value:
-            api_key = value.decode("latin-1")
-    return api_key
 
 
 class DeferredAnswer(NamedTuple):
@@ -69,12 +63,6 @@ class DeferredAnswer(NamedTuple):
 
     waiting: asyncio.Future[Any]
     finish: Callable[[], tuple[int, bytes]]
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
 
 
 class VerifyEndpoint:
@@ -111,9 +99,9 @@ class VerifyEndpoint:
             if method == "GET" or method == "HEAD":
                 secret = key_from_headers(scope["headers"])
                 query = scope["query_string"]
-                permissions = _query_permissions(query) if query else ()
+                permissions = query_permissions(query) if query else ()
             elif method == "POST":
-                secret, permissions = await self._read_body(scope, receive)
+                secret, permissions = await read_body(scope, receive, self.max_body_bytes)
             else:
                 raise BadRequest(
                     405,
@@ -141,17 +129,22 @@ class VerifyEndpoint:
             extra = [request_id]
             if bad.status == 405:
                 extra.append((b"allow", _ALLOWED_METHODS.encode()))
-            await _send(send, bad.status, extra, _problem(bad.status, bad.code, bad.detail))
+            await send_answer(
+                send, bad.status, extra, problem_content(bad.status, bad.code, bad.detail)
+            )
             self._answered(bad.code, bad.status, started, request_id, scope)
             return
         except KeyrackError as error:  # 429 (limits), 503 (database or Redis, Retry-After)
-            status, extra, content = _error_answer(error, request_id)
-            await _send(send, status, extra, content)
+            status, extra, content = error_answer(error, request_id)
+            await send_answer(send, status, extra, content)
             self._answered(error.code, status, started, request_id, scope, cache_hit)
             return
         except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
-            await _send(
-                send, 500, [request_id], _problem(500, "INTERNAL_ERROR", "verification failed")
+            await send_answer(
+                send,
+                500,
+                [request_id],
+                problem_content(500, "INTERNAL_ERROR", "verification failed"),
             )
             if self.telemetry is None:
                 log.error("verification failed: %s", type(error).__name__)
@@ -184,7 +177,7 @@ class VerifyEndpoint:
         gate = self.gate
         if path != _VERIFY_BYTES or (gate is not None and (gate.any_blocked or gate.any_watched)):
             return None
-        permissions = _query_permissions(query) if query else ()
+        permissions = query_permissions(query) if query else ()
         result = self.verifier.verify_cached(key_from_headers(headers), permissions)
         if result is None or result.code != VALID:
             return None  # a miss goes to the database; a refusal is logged and throttled
@@ -222,18 +215,18 @@ class VerifyEndpoint:
         try:
             decisions = gate.admitted(key, waiting.result())
         except KeyrackError as error:  # 429, or 503 when Redis is down and limits fail closed
-            status, fields, content = _error_answer(error, request_id)
-            body = _add_content_fields(fields, content)
+            status, fields, content = error_answer(error, request_id)
+            body = add_content_fields(fields, content)
             self._answered(error.code, status, started, request_id, scope, True)
-            return status, _lines(fields) + b"\r\n" + body
+            return status, header_lines(fields) + b"\r\n" + body
         except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
             fields = [request_id]
-            problem = _problem(500, "INTERNAL_ERROR", "verification failed")
-            body = _add_content_fields(fields, problem)
+            problem = problem_content(500, "INTERNAL_ERROR", "verification failed")
+            body = add_content_fields(fields, problem)
             if self.telemetry is None:
                 log.error("verification failed: %s", type(error).__name__)
             self._answered("INTERNAL_ERROR", 500, started, request_id, scope, True, error=error)
-            return 500, _lines(fields) + b"\r\n" + body
+            return 500, header_lines(fields) + b"\r\n" + body
         self._answered(VALID, 200, started, request_id, scope, True, key)
         # As `_lines` would write them, in one string formatting: this runs on every request.
         limits = "".join(
@@ -306,7 +299,7 @@ class VerifyEndpoint:
                 answer = self._answer(key)
             headers = answer[1] + extra  # a new list: the cached one is shared by every answer
             if decisions:  # the key's limits: what is left of them
-                headers += _limit_fields(decisions)
+                headers += limit_fields(decisions)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": b"" if head else answer[2]})
             return 200
@@ -331,127 +324,12 @@ class VerifyEndpoint:
             (b"x-keyrack-org-id", key.org_id.encode()),
             (b"x-keyrack-key-id", key.key_id.encode()),
             (b"x-keyrack-permissions", ",".join(key.permissions).encode()),
-            (b"content-type", _JSON),
+            (b"content-type", JSON),
             (b"content-length", str(len(body)).encode()),
-            _NO_STORE,
+            NO_STORE,
         ]
         if len(self._answers) >= self.max_answers:
             self._answers.clear()  # bounded like the cache; rebuilt on the next hits
-        answer = (key, headers, body, _lines(headers))
+        answer = (key, headers, body, header_lines(headers))
         self._answers[id(key)] = answer
         return answer
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[str | None, list[str]]:
-        """POST: `{"key", "permissions"}`; an empty body means the key is in the headers (as
-        when nginx forwards the original POST's headers without its body)."""
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise BadRequest(413, "CONTENT_TOO_LARGE", "the request body is too large")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        raw = b"".join(chunks)
-        header_key = key_from_headers(scope["headers"])
-        if not raw.strip():
-            return header_key, []
-        content_type = dict(scope["headers"]).get(b"content-type", b"")
-        media_type = content_type.split(b";", 1)[0].strip().lower()
-        if media_type != _JSON and not media_type.endswith(b"+json"):
-            raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be application/json")
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest(400, "MALFORMED_JSON", "the request body is not valid JSON") from None
-        return _parse_body(data, header_key)
-
-
-async def send_rejection(
-    send: Send, result: VerifyResult, headers: list[tuple[bytes, bytes]] | None = None
-) -> int:
-    """401 (with `WWW-Authenticate`) or 403, as problem+json carrying the verification code;
-    returns the status."""
-    code = result.code
-    challenge: dict[str, str] = {}
-    if code == INSUFFICIENT_PERMISSIONS:
-        status, problem = 403, problem_body(403, code, result.detail)
-    else:
-        status, problem, challenge = from_error(Unauthenticated(result.detail, code=code))
-    problem["valid"] = False
-    extra = [*(headers or ()), *((k.lower().encode(), v.encode()) for k, v in challenge.items())]
-    await _send(send, status, extra, (PROBLEM_JSON.encode(), encode(problem)))
-    return status
-
-
-def _parse_body(data: object, header_key: str | None) -> tuple[str | None, list[str]]:
-    if not isinstance(data, dict):
-        raise BadRequest(400, "INVALID_INPUT", "the request body must be a JSON object")
-    unknown = sorted(set(data) - _BODY_FIELDS)
-    if unknown:
-        raise BadRequest(400, "INVALID_INPUT", f"{unknown[0]}: unknown field")
-    key = data.get("key", header_key)
-    if key is not None and not isinstance(key, str):
-        raise BadRequest(400, "INVALID_INPUT", "key: must be a string")
-    permissions = data.get("permissions", [])
-    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
-        raise BadRequest(400, "INVALID_INPUT", "permissions: must be a list of strings")
-    return key, permissions
-
-
-def _query_permissions(query: bytes) -> list[str]:
-    return [value for name, value in parse_qsl(query.decode("latin-1")) if name == "permission"]
-
-
-def _problem(status: int, code: str, detail: str) -> tuple[bytes, bytes]:
-    return PROBLEM_JSON.encode(), encode(problem_body(status, code, detail))
-
-
-async def _send(
-    send: Send,
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    content: tuple[bytes, bytes],
-    length: int | None = None,
-) -> None:
-    body = _add_content_fields(headers, content, length)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _add_content_fields(
-    headers: list[tuple[bytes, bytes]], content: tuple[bytes, bytes], length: int | None = None
-) -> bytes:
-    """Appends the content's header fields to `headers`; returns the body."""
-    content_type, body = content
-    headers.append((b"content-type", content_type))
-    headers.append((b"content-length", str(len(body) if length is None else length).encode()))
-    headers.append(_NO_STORE)
-    return body
-
-
-def _error_answer(
-    error: KeyrackError, request_id: tuple[bytes, bytes]
-) -> tuple[int, list[tuple[bytes, bytes]], tuple[bytes, bytes]]:
-    """Status, header fields and content of the problem answer for `error` (429, 503)."""
-    status, body, fields = from_error(error)
-    if isinstance(error, LimitExceeded):
-        body["valid"] = False
-        # nginx auth_request cannot read the body: the code travels in a header too.
-        fields["X-Keyrack-Code"] = error.code
-    headers = [request_id, *((k.lower().encode(), v.encode()) for k, v in fields.items())]
-    return status, headers, (PROBLEM_JSON.encode(), encode(body))
-
-
-def _limit_fields(decisions: tuple[Decision, ...]) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode(), value.encode()) for name, value in limit_headers(decisions)]
-
-
-def _lines(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """Header fields as HTTP/1.1 lines, as uvicorn writes them."""
-    return b"".join(b"%s: %s\r\n" % field for field in fields)
