@@ -5,6 +5,8 @@ is header parsing, one HMAC, one dict lookup and two `send` calls. It is also th
 nginx `auth_request` (which only understands 2xx, 401 and 403). Every answer carries an
 `X-Request-ID` (honoured or generated, as on the management API) and is reported to
 `VerifyTelemetry` (batched metrics; refusals logged at most once per interval per code).
+`answer_inline` gives keyrack's HTTP protocol (`http_protocol.py`) the same answers for cache
+hits, which it then writes without any ASGI machinery.
 """
 
 from __future__ import annotations
