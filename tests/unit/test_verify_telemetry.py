@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
@@ -205,3 +206,19 @@ def test_metrics_off_records_nothing() -> None:
     assert call(app, "GET", "/verify", headers={"X-API-Key": secret}).status_code == 200
     metrics.verify_recorder.flush()
     assert not any(delta(before, samples()).values())
+
+
+def test_inline_valid_hits_are_counted_as_valid_cache_hits() -> None:
+    """The protocol's fast path reports through `valid_hit`: the same series as `record`."""
+    recorder = VerifyRecorder(interval=3600)
+    telemetry = VerifyTelemetry(recorder=recorder, refusals=None)
+    before = samples()
+    started = time.perf_counter()
+    for _ in range(3):
+        telemetry.valid_hit(started)
+    recorder.record("VALID", 0.00001, cache_hit=True, now=0.0)
+    recorder.flush()
+    changed = {k: v for k, v in delta(before, samples()).items() if v}
+    assert changed[("keyrack_verifications_total", (("code", "VALID"),))] == 4
+    assert changed[("keyrack_verify_cache_lookups_total", (("result", "hit"),))] == 4
+    assert changed[("keyrack_verify_duration_seconds_count", ())] == 4
