@@ -3,8 +3,8 @@
 with metrics and JSON logging on against both off (6).
 
     .venv/bin/python bench/bench_http.py [--rounds 3] [--seconds 10] [--connections 32]
-    .venv/bin/python bench/bench_http.py --only small,quiet,multiproc --fresh-servers \
-        --rounds 9 --seconds 6                                                     # (6) alone
+    .venv/bin/python bench/bench_http.py --only small,quiet,metrics,logs --fresh-servers \
+        --rounds 6 --seconds 4                                                     # (6) alone
 
 `--reference-src DIR` adds a server running another checkout's `src/` (for instance
 `git archive main src | tar -x -C /tmp/main`) on the same database, as a before/after control.
@@ -34,7 +34,7 @@ from keyrack.service import keys as key_service
 
 ORG = "bench"
 APP = "keyrack.api.app:create_app_from_env"
-SCENARIOS = ("baseline", "small", "asgi", "quiet", "multiproc", "large", "list")
+SCENARIOS = ("baseline", "small", "asgi", "quiet", "metrics", "logs", "multiproc", "large", "list")
 
 
 def prepare(directory: Path, stored: int) -> tuple[str, list[str], str]:
@@ -96,6 +96,11 @@ def run_rounds(
         # uvicorn's own protocol: every /verify goes through ASGI (the path without the fast one)
         "asgi": lambda: serve(APP, factory=True, env=small_env, args=on, http="httptools"),
         "quiet": lambda: serve(APP, factory=True, env={**small_env, "KEYRACK_METRICS": "false"}),
+        # one of the two at a time: which of them costs what
+        "metrics": lambda: serve(APP, factory=True, env=small_env),
+        "logs": lambda: serve(
+            APP, factory=True, env={**small_env, "KEYRACK_METRICS": "false"}, args=on
+        ),
         "multiproc": lambda: serve(
             APP,
             factory=True,
@@ -186,6 +191,8 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
         "reference": "  the reference checkout",
         "asgi": "  through ASGI only",
         "quiet": "  metrics and logs off",
+        "metrics": "  metrics on, logs off",
+        "logs": "  logs on, metrics off",
         "multiproc": "  multiprocess metrics",
         "large": f"GET /verify, {options.stored:,} keys",
     }
@@ -204,6 +211,8 @@ def report(results: dict[str, list[WrkResult]], options: argparse.Namespace) -> 
         ("    ASGI only / raw ASGI ", "asgi", "baseline", "(without the protocol's fast path)"),
         ("(2) 1M keys / 1k keys    ", "large", "small", "(goal >= 0.9)"),
         ("(6) metrics on / off     ", "small", "quiet", "(goal >= 0.95)"),
+        ("    metrics only / off   ", "metrics", "quiet", ""),
+        ("    logs only / off      ", "logs", "quiet", ""),
         ("    this tree / reference", "small", "reference", ""),
         ("(6) multiprocess / off   ", "multiproc", "quiet", "(goal >= 0.95)"),
     ]

@@ -84,8 +84,21 @@ async def verify_requests(app: Any, keys: list[str]) -> float:
     return (time.thread_time() - started) / (N // len(scopes) * len(scopes)) * 1e6
 
 
-def verify_endpoint_cost() -> tuple[float, float]:
-    """(telemetry on, telemetry off) per request, each the best of REPEATS, interleaved."""
+def inline_answers(app: VerifyEndpoint, keys: list[str]) -> float:
+    """Microseconds of this thread's CPU per cached GET /verify answered inline (the path
+    `keyrack serve`'s HTTP protocol takes), for comparison with the ASGI figures."""
+    headers = [[*HEADERS[:2], (b"x-api-key", key.encode())] for key in keys]
+    rounds = N // len(headers)
+    started = time.thread_time()
+    for _ in range(rounds):
+        for fields in headers:
+            app.answer_inline(b"/verify", fields)
+    return (time.thread_time() - started) / (rounds * len(headers)) * 1e6
+
+
+def verify_endpoint_cost() -> tuple[float, float, float, float]:
+    """(telemetry on, telemetry off) per request through ASGI, then the same answered inline,
+    each the best of REPEATS, interleaved."""
     with tempfile.TemporaryDirectory() as tmp:
         runtime = runtime_for(f"sqlite:///{tmp}/keyrack.db", Path(tmp))
         key_service.create_org(uow=runtime.uow(write=True), org_id="bench")
@@ -105,12 +118,14 @@ def verify_endpoint_cost() -> tuple[float, float]:
             telemetry=VerifyTelemetry(recorder=None, refusals=None),
         )
         asyncio.run(verify_requests(on, keys))  # warm the cache and the prebuilt answers
-        timings: dict[str, list[float]] = {"on": [], "off": []}
+        timings: dict[str, list[float]] = {"on": [], "off": [], "inline on": [], "inline off": []}
         for _ in range(REPEATS):
             timings["on"].append(asyncio.run(verify_requests(on, keys)))
             timings["off"].append(asyncio.run(verify_requests(off, keys)))
+            timings["inline on"].append(inline_answers(on, keys))
+            timings["inline off"].append(inline_answers(off, keys))
         runtime.close()
-    return min(timings["on"]), min(timings["off"])
+    return tuple(min(timings[name]) for name in timings)  # type: ignore[return-value]
 
 
 def main() -> None:
@@ -131,9 +146,14 @@ def main() -> None:
     recorders["request_id_header (generated)"] = lambda: request_id_header(HEADERS)
     for name, recorder in recorders.items():
         print(f"{name + ':':34}{best(lambda: per_call(recorder)):6.2f} us")  # noqa: B023
-    on, off = verify_endpoint_cost()
+    on, off, inline_on, inline_off = verify_endpoint_cost()
     print(f"GET /verify hit, telemetry off:   {off:6.2f} us CPU/request (request id included)")
     print(f"GET /verify hit, telemetry on:    {on:6.2f} us CPU/request: +{on - off:.2f} us")
+    print(f"  answered inline, telemetry off: {inline_off:6.2f} us CPU/request")
+    print(
+        f"  answered inline, telemetry on:  {inline_on:6.2f} us CPU/request: "
+        f"+{inline_on - inline_off:.2f} us"
+    )
 
 
 if __name__ == "__main__":
