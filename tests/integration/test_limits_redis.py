@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import socket
 import subprocess
@@ -13,13 +14,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from keyrack.domain.errors import RateLimited, ServiceUnavailable
-from keyrack.domain.limits import Quota, RateLimit
-from keyrack.service.limits import Guard, UsageLimiter
+from keyrack.domain.limits import Quota, RateLimit, quota_window
+from keyrack.service.limits import Guard, LimitStore, Usage, UsageLimiter
 from keyrack.settings import Settings
+from keyrack.store.limits_lua import QUOTA_EXPIRY_SLACK_MS
 from keyrack.store.limits_memory import InProcessLimitStore
 from keyrack.store.limits_redis import RedisLimitStore
 from keyrack.usage_controls import build_usage_controls
@@ -111,6 +115,129 @@ def test_redis_decides_exactly_like_the_in_process_store(redis_url: str) -> None
     finally:
         shared.close()
     assert outcomes == {(True, False), (False, False), (False, True)}  # every path was taken
+
+
+def test_window_edges_and_mass_expiry_decide_like_the_in_process_store(redis_url: str) -> None:
+    """An entry exactly one window old has left the window, one 1/8 s younger has not; a full
+    log whose entries all leave at once admits again (times in eighths of a second: exact in
+    both stores' clocks)."""
+    start = float(math.floor(time.time()))
+    now = [start]
+    memory = InProcessLimitStore(clock=lambda: now[0])
+    shared = RedisLimitStore(redis_url, clock=lambda: now[0], use_redis_time=False)
+    name, rate = subject(), RateLimit(40, 10)
+
+    def both() -> Usage:
+        pair = [s.acquire_sync(subject=name, rate_limit=rate, quota=None) for s in (memory, shared)]
+        assert pair[0] == pair[1]
+        return pair[1]
+
+    try:
+        assert all(both().allowed for _ in range(39))  # 39 entries at `start`
+        now[0] = start + 9.875
+        assert both().allowed  # the 40th
+        assert not both().allowed  # full: none has left yet
+        now[0] = start + 10  # the 39 at `start` leave together, exactly on the edge
+        usage = both()
+        assert usage.allowed and usage.decisions[0].remaining == 38
+        assert usage.decisions[0].reset_seconds == 10  # when start + 9.875 leaves (rounded up)
+        now[0] = start + 19.875  # the entry from start + 9.875 leaves, start + 10 stays
+        usage = both()
+        assert usage.allowed and usage.decisions[0].remaining == 38
+        now[0] = start + 40  # all gone: a new log, its only entry the oldest
+        usage = both()
+        assert usage.allowed and usage.decisions[0].remaining == 39
+        assert usage.decisions[0].reset_seconds == 10
+    finally:
+        shared.close()
+
+
+def test_one_script_call_with_mixed_requests_decides_like_the_in_process_store(
+    redis_url: str,
+) -> None:
+    """Requests with different limits, peeks, guards, quotas and repeated subjects answered in
+    one script call (one event-loop turn), each in order, as the in-process store would."""
+    now = [float(math.floor(time.time()))]
+    memory = InProcessLimitStore(clock=lambda: now[0])
+    shared = RedisLimitStore(redis_url, clock=lambda: now[0], use_redis_time=False)
+    names, address = [subject() for _ in range(3)], subject()
+    slow, fast, policy = RateLimit(3, 60), RateLimit(2, 1), RateLimit(2, 30)
+    quota, guard = Quota(4, "day"), Guard(address, policy)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for n in range(6):
+        calls.append(("acquire", {"subject": names[0], "rate_limit": slow, "quota": quota}))
+        calls.append(("acquire", {"subject": names[1], "rate_limit": fast, "quota": None}))
+        calls.append(("peek", {"subject": names[1], "rate_limit": fast}))
+        if n in (1, 2):  # failed authentications from the address
+            calls.append(("acquire", {"subject": address, "rate_limit": policy, "quota": None}))
+        calls.append(
+            ("acquire", {"subject": names[2], "rate_limit": slow, "quota": None, "guard": guard})
+        )
+
+    async def in_one_turn(store: LimitStore) -> list[Usage]:
+        futures = [getattr(store, method)(**kwargs) for method, kwargs in calls]
+        return list(await asyncio.gather(*futures))
+
+    async def main() -> list[Usage]:
+        try:
+            expected = await in_one_turn(memory)
+            assert await in_one_turn(shared) == expected
+            # The same again a little later: some entries have left the 1 s window.
+            now[0] += 1.5
+            expected = await in_one_turn(memory)
+            assert await in_one_turn(shared) == expected
+        finally:
+            await shared.aclose()
+        return expected
+
+    expected = asyncio.run(main())
+    assert {usage.allowed for usage in expected} == {True, False}
+    assert any(usage.blocked_by is not None for usage in expected)
+
+
+def test_a_full_batch_of_one_key_counts_every_request(redis_url: str) -> None:
+    """More requests for one key than a script call takes (`MAX_BATCH`): every admission is a
+    distinct log entry, counted in order, and the limit holds exactly."""
+
+    async def main() -> list[Usage]:
+        store = RedisLimitStore(redis_url, timeout_seconds=2.0)
+        name, rate = subject(), RateLimit(150, 60)
+        try:
+            calls = [store.acquire(subject=name, rate_limit=rate, quota=None) for _ in range(200)]
+            return list(await asyncio.gather(*calls))
+        finally:
+            await store.aclose()
+
+    results = asyncio.run(main())
+    assert [usage.allowed for usage in results] == [True] * 150 + [False] * 50
+    assert [usage.decisions[0].remaining for usage in results[:150]] == list(range(149, -1, -1))
+
+
+def test_logs_and_quota_counters_expire_as_before(redis_url: str) -> None:
+    """A rate log expires one window after its last admission; a quota counter at its period's
+    end plus slack, set when created and kept by later admissions."""
+    prefix = f"test-{random_suffix()}:"
+    store = RedisLimitStore(redis_url, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    name, rate, quota = subject(), RateLimit(5, 1), Quota(10, "day")
+    rate_key = f"{prefix}{{{name}}}:rate"
+    window = quota_window("day", time.time())
+    quota_key = f"{prefix}{{{name}}}:quota:{window.period_id}"
+    quota_expiry_ms = window.end * 1000 + QUOTA_EXPIRY_SLACK_MS
+    try:
+        for _ in range(3):
+            assert store.acquire_sync(subject=name, rate_limit=rate, quota=quota).allowed
+            assert 0 < client.pttl(rate_key) <= 1000
+            left = quota_expiry_ms - time.time() * 1000
+            assert left - 5000 < client.pttl(quota_key) <= left + 5000
+        assert client.get(quota_key) == b"3"
+        time.sleep(1.2)
+        assert not client.exists(rate_key)
+        assert client.exists(quota_key)
+    finally:
+        store.close()
+        client.delete(rate_key, quota_key)
+        client.close()
 
 
 def test_failed_logins_are_throttled_across_instances(redis_url: str) -> None:
