@@ -346,3 +346,42 @@ def test_an_outage_logs_one_clear_line() -> None:
     lines = [record.getMessage() for record in handler.records]
     assert len(lines) == 1
     assert "Redis unreachable" in lines[0] and "failing open" in lines[0]
+
+
+def test_requests_gather_into_one_batch_while_the_previous_one_is_out(redis_url: str) -> None:
+    """Group commit: while one script call is in flight, the next requests wait and then go
+    together, so a busy worker sends few, large batches."""
+    rate = RateLimit(limit=1000, window_seconds=60)
+
+    async def main() -> list[int]:
+        store = RedisLimitStore(redis_url, timeout_seconds=2.0)
+        name = subject()
+        await store.acquire(subject=name, rate_limit=rate, quota=None)  # connects
+        pipeline = store._pipeline
+        assert pipeline is not None
+        sent: list[int] = []
+        held: list[tuple[Any, Any]] = []
+        call = pipeline.call
+
+        def counted(args: Any, on_reply: Any) -> None:
+            sent.append(str(args[2]).count(",") + 1)  # requests in this call
+            if len(sent) == 1:
+                held.append((args, on_reply))  # the first call stays out until released
+            else:
+                call(args, on_reply)
+
+        pipeline.call = counted  # type: ignore[method-assign]
+        first = store.acquire(subject=name, rate_limit=rate, quota=None)
+        await asyncio.sleep(0)  # its batch goes out
+        rest = []
+        for _ in range(5):  # requests over five event-loop turns
+            rest += [store.acquire(subject=name, rate_limit=rate, quota=None) for _ in range(10)]
+            await asyncio.sleep(0)
+        call(*held[0])
+        usages = await asyncio.gather(first, *rest)
+        assert all(usage.allowed for usage in usages)
+        assert [u.decisions[0].remaining for u in usages] == list(range(998, 947, -1))
+        await store.aclose()
+        return sent
+
+    assert asyncio.run(main()) == [1, 50]
