@@ -52,6 +52,7 @@ class InProcessLimitStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop of `acquire`
         self._logs: dict[str, _Log] = {}
         self._quotas: dict[tuple[str, str], _Count] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
@@ -134,12 +135,21 @@ class InProcessLimitStore:
     ) -> asyncio.Future[Usage]:
         # Never blocks for long (a short critical section, no I/O): answered at once, in a
         # future already resolved, without a thread hop.
-        return _resolved(
+        return self._resolved(
             self.acquire_sync(subject=subject, rate_limit=rate_limit, quota=quota, guard=guard)
         )
 
     def peek(self, *, subject: str, rate_limit: RateLimit) -> asyncio.Future[Usage]:
-        return _resolved(self.peek_sync(subject=subject, rate_limit=rate_limit))
+        return self._resolved(self.peek_sync(subject=subject, rate_limit=rate_limit))
+
+    def _resolved(self, usage: Usage) -> asyncio.Future[Usage]:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            # Once per loop: `get_running_loop` makes a getpid() system call each time.
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Usage] = loop.create_future()
+        future.set_result(usage)
+        return future
 
     async def health(self) -> str | None:
         return None
@@ -183,9 +193,3 @@ class InProcessLimitStore:
                 del self._logs[subject]
         for slot in [slot for slot, count in self._quotas.items() if count.ends_at <= now]:
             del self._quotas[slot]
-
-
-def _resolved(usage: Usage) -> asyncio.Future[Usage]:
-    future: asyncio.Future[Usage] = asyncio.get_running_loop().create_future()
-    future.set_result(usage)
-    return future
