@@ -24,6 +24,7 @@ from keyrack.domain.limits import (
     rate_decision,
 )
 from keyrack.service.limits import Guard, Usage
+from keyrack.store.event_loop import RunningLoop
 
 SWEEP_INTERVAL_SECONDS = 30.0
 
@@ -52,7 +53,7 @@ class InProcessLimitStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop of `acquire`
+        self._loop = RunningLoop()  # the event loop of `acquire`
         self._logs: dict[str, _Log] = {}
         self._quotas: dict[tuple[str, str], _Count] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL_SECONDS
@@ -143,10 +144,7 @@ class InProcessLimitStore:
         return self._resolved(self.peek_sync(subject=subject, rate_limit=rate_limit))
 
     def _resolved(self, usage: Usage) -> asyncio.Future[Usage]:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            # Once per loop: `get_running_loop` makes a getpid() system call each time.
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop.get()
         future: asyncio.Future[Usage] = loop.create_future()
         future.set_result(usage)
         return future

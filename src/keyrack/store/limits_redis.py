@@ -38,6 +38,7 @@ from keyrack.domain.limits import Quota, RateLimit
 from keyrack.logs import ThrottledLog
 from keyrack.service.limits import Guard, Usage
 from keyrack.store import redis_pipeline
+from keyrack.store.event_loop import RunningLoop
 from keyrack.store.limits_lua import (
     ACQUIRE_LUA,
     ScriptRequest,
@@ -84,7 +85,7 @@ class RedisLimitStore:
         self._lock = threading.Lock()
         self._async: tuple[redis.asyncio.Redis, Any] | None = None
         self._sync: tuple[redis.Redis, Any] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the one event loop using it
+        self._loop = RunningLoop()  # the one event loop using it
         self._pending: Batch = []
         self._batches_out = 0  # sent and not yet settled
         self._in_flight: set[asyncio.Future[None]] = set()
@@ -225,10 +226,7 @@ class RedisLimitStore:
     def _run_async(self, request: ScriptRequest) -> asyncio.Future[Usage]:
         """A future resolved by `_send` (whose call to Redis has a deadline) with the usage, or
         with the failure mode's answer when Redis cannot be reached."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            # Once per loop: `get_running_loop` makes a getpid() system call each time.
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop.get()
         future: asyncio.Future[Usage] = loop.create_future()
         if self._is_down():
             self._settle_unavailable(future, "skipped", None)
