@@ -27,6 +27,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from keyrack.api.verify import DeferredAnswer
+from keyrack.api.verify_wire import header_lines
 
 log = logging.getLogger("keyrack.verify")
 
@@ -153,5 +154,5 @@ class HttpProtocol(HttpToolsProtocol):
         defaults = self.server_state.default_headers
         if defaults is not self._defaults:
             self._defaults = defaults
-            self._default_lines = b"".join(b"%s: %s\r\n" % pair for pair in defaults)
+            self._default_lines = header_lines(defaults)
         return self._default_lines

@@ -185,9 +185,7 @@ class VerifyEndpoint:
             return None  # a miss goes to the database; a refusal is logged and throttled
         key = result.key
         assert key is not None
-        answer = self._answers.get(id(key))
-        if answer is None or answer[0] is not key:
-            answer = self._answer(key)
+        answer = self._answer(key)
         request_id = request_id_header(headers)
         if gate is not None and key.limited:
             waiting = gate.admission(key)
@@ -296,9 +294,7 @@ class VerifyEndpoint:
         if result.code == VALID:
             key = result.key
             assert key is not None
-            answer = self._answers.get(id(key))
-            if answer is None or answer[0] is not key:
-                answer = self._answer(key)
+            answer = self._answer(key)
             headers = answer[1] + extra  # a new list: the cached one is shared by every answer
             if decisions:  # the key's limits: what is left of them
                 headers += limit_fields(decisions)
@@ -311,6 +307,9 @@ class VerifyEndpoint:
         """The 200 answer for a cached key, built once per cache entry: its header fields (also
         as HTTP/1.1 lines) and body. Keyed by the entry's id and checked by identity: the stored
         reference keeps that id from being reused."""
+        answer = self._answers.get(id(key))
+        if answer is not None and answer[0] is key:
+            return answer
         body = json.dumps(
             {
                 "valid": True,
