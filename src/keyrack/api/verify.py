@@ -211,24 +211,13 @@ class VerifyEndpoint:
     ) -> tuple[int, bytes]:
         """The inline answer for a limited key once the store answered: what `__call__` and
         `respond` send for the same outcome."""
-        scope: Scope = {"method": "GET", "client": client}  # what refusal logging reads
         try:
             decisions = gate.admitted(key, waiting.result())
-        except KeyrackError as error:  # 429, or 503 when Redis is down and limits fail closed
-            status, fields, content = error_answer(error, request_id)
-            body = add_content_fields(fields, content)
-            self._answered(error.code, status, started, request_id, scope, True)
-            return status, header_lines(fields) + b"\r\n" + body
-        except Exception as error:  # noqa: BLE001 - never a traceback (or a key) to the client
-            fields = [request_id]
-            problem = problem_content(500, "INTERNAL_ERROR", "verification failed")
-            body = add_content_fields(fields, problem)
-            if self.telemetry is None:
-                log.error("verification failed: %s", type(error).__name__)
-            self._answered("INTERNAL_ERROR", 500, started, request_id, scope, True, error=error)
-            return 500, header_lines(fields) + b"\r\n" + body
-        self._answered(VALID, 200, started, request_id, scope, True, key)
-        # As `_lines` would write them, in one string formatting: this runs on every request.
+        except Exception as error:  # noqa: BLE001 - answered as a problem, never a traceback
+            return self._refuse_limited(error, request_id, started, client)
+        if self.telemetry is not None:
+            self.telemetry.valid_hit(started)  # the series `answered` would count it in
+        # As `header_lines` would write them, in one string formatting: every request runs this.
         limits = "".join(
             [f"{name.lower()}: {value}\r\n" for name, value in limit_headers(decisions)]
         )
@@ -238,6 +227,29 @@ class VerifyEndpoint:
             limits.encode(),
             answer[2],
         )
+
+    def _refuse_limited(
+        self,
+        error: Exception,
+        request_id: tuple[bytes, bytes],
+        started: float,
+        client: tuple[str, int] | None,
+    ) -> tuple[int, bytes]:
+        """`_finish_limited`'s answer when the key is over a limit (429), Redis is down and
+        limits fail closed (503), or something broke (500)."""
+        scope: Scope = {"method": "GET", "client": client}  # what refusal logging reads
+        if isinstance(error, KeyrackError):
+            status, fields, content = error_answer(error, request_id)
+            body = add_content_fields(fields, content)
+            self._answered(error.code, status, started, request_id, scope, True)
+            return status, header_lines(fields) + b"\r\n" + body
+        fields = [request_id]
+        problem = problem_content(500, "INTERNAL_ERROR", "verification failed")
+        body = add_content_fields(fields, problem)
+        if self.telemetry is None:
+            log.error("verification failed: %s", type(error).__name__)
+        self._answered("INTERNAL_ERROR", 500, started, request_id, scope, True, error=error)
+        return 500, header_lines(fields) + b"\r\n" + body
 
     def _refuse_blocked(self, gate: UsageGate, scope: Scope, secret: str | None) -> None:
         """Raise 429 for an address known to be blocked, before any database lookup; a cached
