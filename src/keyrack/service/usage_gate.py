@@ -240,8 +240,8 @@ class UsageGate:
         pending = self.limiter.request(
             key_id=key.key_id, rate_limit=key.rate_limit, quota=key.quota, address=address
         )
-        usage = await pending if pending is not None else Usage()
-        return self.admitted(key, usage, address=address, request_id=request_id)
+        assert pending is not None  # a limited key always asks the store
+        return self.admitted(key, await pending, address=address, request_id=request_id)
 
     def admission(self, key: VerifiedKey) -> asyncio.Future[Usage] | None:
         """`admit`'s store call for a limited key from an address nobody watches (`any_watched`
