@@ -231,3 +231,7 @@ def test_openapi_documents_the_seed_paths_and_no_fastapi_422(server: Server) -> 
             unprocessable = operation.get("responses", {}).get("422")
             assert unprocessable is None or "Problem" in str(unprocessable)  # never FastAPI's
     assert "HTTPValidationError" not in str(schema)
+    # Every operation needs a key, except POST /verify, whose key may come in the body.
+    assert schema["security"] == [{"bearer": []}, {"apiKeyHeader": []}]
+    assert "security" not in paths["/verify"]["get"]
+    assert {} in paths["/verify"]["post"]["security"]

@@ -83,6 +83,15 @@ def test_post_body_and_its_input_errors() -> None:
     assert ok.status_code == 200 and ok.json()["code"] == "VALID"
     header_only = call(app, "POST", "/verify", headers={"X-API-Key": secret})
     assert header_only.status_code == 200
+    # The body key is the subject, the header key only its fallback (as the OpenAPI page says).
+    beside_bad_header = call(
+        app, "POST", "/verify", json={"key": secret}, headers={"Authorization": "Bearer kr_nope"}
+    )
+    assert beside_bad_header.status_code == 200
+    bad_body_key = call(
+        app, "POST", "/verify", json={"key": "kr_nope"}, headers={"X-API-Key": secret}
+    )
+    assert bad_body_key.status_code == 401 and bad_body_key.json()["code"] == "MALFORMED"
     bad: list[tuple[dict[str, Any], int, str]] = [
         ({"content": b"{", "headers": {"content-type": "application/json"}}, 400, "MALFORMED_JSON"),
         ({"json": {"key": secret, "extra": 1}}, 400, "INVALID_INPUT"),

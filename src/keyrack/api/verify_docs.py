@@ -60,13 +60,23 @@ def verify_path_item() -> dict[str, Any]:
         "post": {
             "tags": ["Verification"],
             "summary": "Verify a key given in the body",
+            "description": (
+                "Verifies `key` from the body; without one, the key from `Authorization: Bearer`"
+                " or `X-API-Key`. A body key is the subject of the request, not a credential for"
+                " it: the headers are not read then, so the operation's authentication is optional."
+            ),
+            # `{}` makes it optional in OpenAPI terms: a body key needs no header key beside it.
+            "security": [{}, {"bearer": []}, {"apiKeyHeader": []}],
             "requestBody": {
                 "content": {
                     "application/json": {
                         "schema": {
                             "type": "object",
                             "properties": {
-                                "key": {"type": "string"},
+                                "key": {
+                                    "type": "string",
+                                    "description": "The key to verify (else the header key)",
+                                },
                                 "permissions": {"type": "array", "items": {"type": "string"}},
                             },
                             "additionalProperties": False,
