@@ -8,6 +8,7 @@ import http_sfv
 import pytest
 
 from keyrack.api.problems import from_error
+from keyrack.api.verify_wire import admitted_limit_lines, header_lines, limit_fields
 from keyrack.domain.errors import InvalidInput, RateLimited, UsageExceeded
 from keyrack.domain.limits import (
     Quota,
@@ -18,6 +19,7 @@ from keyrack.domain.limits import (
     quota_window,
     rate_decision,
 )
+from keyrack.store.limits_lua import Nonces
 
 
 def ts(*parts: int) -> float:
@@ -140,6 +142,27 @@ def test_headers_follow_the_draft_syntax_and_parse_as_structured_fields() -> Non
         parsed = http_sfv.List()
         parsed.parse(headers[name].encode())
         assert [item.value for item in parsed] == ["rate", "quota"]
+
+
+def test_admitted_limit_lines_are_the_header_fields_as_uvicorn_writes_them() -> None:
+    now = ts(2024, 5, 31, 23, 0)
+    rate = rate_decision(RateLimit(100, 60), allowed=True, count=58, oldest=now - 30, now=now)
+    quota = quota_decision(Quota(1000, "day"), allowed=True, used=42, now=now)
+    for decisions in [(rate,), (quota,), (rate, quota)]:
+        assert admitted_limit_lines(decisions) == header_lines(limit_fields(decisions))
+    assert admitted_limit_lines((rate,)) == (
+        b'ratelimit-policy: "rate";q=100;w=60\r\nratelimit: "rate";r=42;t=30\r\n'
+    )
+
+
+def test_script_call_nonces_are_unique_and_renewed_in_a_forked_child() -> None:
+    nonces = Nonces()
+    first = [nonces.next() for _ in range(1000)]
+    assert len(set(first)) == 1000
+    prefix = first[0][:16]
+    assert all(nonce.startswith(prefix) for nonce in first)
+    nonces.renew()  # what a forked child runs
+    assert not nonces.next().startswith(prefix)
 
 
 def test_refusal_headers_carry_the_longest_retry_after() -> None:

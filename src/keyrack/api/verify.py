@@ -26,6 +26,7 @@ from keyrack.api.verify_wire import (
     NO_STORE,
     BadRequest,
     add_content_fields,
+    admitted_limit_lines,
     error_answer,
     header_lines,
     key_from_headers,
@@ -37,7 +38,7 @@ from keyrack.api.verify_wire import (
     send_rejection,
 )
 from keyrack.domain.errors import KeyrackError
-from keyrack.domain.limits import Decision, limit_headers
+from keyrack.domain.limits import Decision
 from keyrack.service.key_cache import VerifiedKey
 from keyrack.service.limits import Usage
 from keyrack.service.usage_gate import UsageGate
@@ -217,14 +218,10 @@ class VerifyEndpoint:
             return self._refuse_limited(error, request_id, started, client)
         if self.telemetry is not None:
             self.telemetry.valid_hit(started)  # the series `answered` would count it in
-        # As `header_lines` would write them, in one string formatting: every request runs this.
-        limits = "".join(
-            [f"{name.lower()}: {value}\r\n" for name, value in limit_headers(decisions)]
-        )
         return 200, b"%sx-request-id: %s\r\n%s\r\n%s" % (
             answer[3],
             request_id[1],
-            limits.encode(),
+            admitted_limit_lines(decisions),
             answer[2],
         )
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from keyrack.api.asgi import Receive, Scope, Send
 from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
 from keyrack.domain.errors import KeyrackError, LimitExceeded, Unauthenticated
-from keyrack.domain.limits import Decision, limit_headers
+from keyrack.domain.limits import Decision, limit_headers, limit_item, policy_item
 from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VerifyResult
 
 BODY_FIELDS = frozenset({"key", "permissions"})
@@ -117,6 +117,15 @@ def error_answer(
 
 def limit_fields(decisions: tuple[Decision, ...]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode(), value.encode()) for name, value in limit_headers(decisions)]
+
+
+def admitted_limit_lines(decisions: tuple[Decision, ...]) -> bytes:
+    """`header_lines(limit_fields(decisions))` for an admitted request (no `Retry-After`), in
+    one formatting for the usual single limit: every limited request that passes writes it."""
+    if len(decisions) == 1:
+        policy, limit = policy_item(decisions[0]), limit_item(decisions[0])
+        return f"ratelimit-policy: {policy}\r\nratelimit: {limit}\r\n".encode()
+    return header_lines(limit_fields(decisions))
 
 
 def header_lines(fields: Iterable[tuple[bytes, bytes]]) -> bytes:

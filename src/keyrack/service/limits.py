@@ -7,8 +7,8 @@ flavour for the verify path and a sync one for management handlers running in th
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 from keyrack.domain.errors import RateLimited, UsageExceeded
 from keyrack.domain.limits import (
@@ -24,12 +24,12 @@ DEFAULT_AUTH_FAILURE_WINDOW_SECONDS = 60
 BLOCKED_DETAIL = "too many failed authentications from this address; retry later"
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """What a store answered: one decision per policy that applies, in the order rate, quota.
 
     `degraded` is true when the store could not be reached and the configured failure mode
-    let the request through unchecked (then there are no decisions to report).
+    let the request through unchecked (then there are no decisions to report). A named tuple,
+    as `Decision`, for every limited request builds one.
     """
 
     decisions: tuple[Decision, ...] = ()
@@ -194,7 +194,7 @@ class AuthFailureThrottle:
         return Guard(subject=self._subject(address), rate_limit=self.policy)
 
     def _relabel(self, usage: Usage) -> tuple[Decision, ...]:
-        return tuple(replace(d, policy=AUTH_FAILURE_POLICY) for d in usage.decisions)
+        return tuple(d._replace(policy=AUTH_FAILURE_POLICY) for d in usage.decisions)
 
     def _raise_if_blocked(self, usage: Usage) -> None:
         if not usage.allowed:

@@ -7,7 +7,9 @@ checked and counted in order, atomically: Redis runs a script to the end before 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,6 +218,25 @@ def _script_request(
     )
 
 
+class Nonces:
+    """A nonce per script call: this process's random prefix and a counter. A random token per
+    call would cost a `getrandom` system call each; a forked child draws a prefix of its own."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+_NONCES = Nonces()
+
+
 def script_call(
     requests: Sequence[ScriptRequest], *, now_ms: int | None
 ) -> tuple[list[str], list[int | str]]:
@@ -223,7 +244,7 @@ def script_call(
     numbers = ",".join(request.numbers for request in requests)
     # The nonce (plus the position in the batch when a log takes several) makes every admission
     # a distinct log member.
-    return [], ["" if now_ms is None else now_ms, secrets.token_hex(8), numbers, names]
+    return [], ["" if now_ms is None else now_ms, _NONCES.next(), numbers, names]
 
 
 def usages(requests: Sequence[ScriptRequest], reply: Sequence[int]) -> list[Usage]:
@@ -234,21 +255,17 @@ def usages(requests: Sequence[ScriptRequest], reply: Sequence[int]) -> list[Usag
         rate_ok, rate_count, oldest_ms, quota_ok, quota_used, guard_ok, guard_count, guard_ms = (
             reply[8 * n : 8 * n + 8]
         )
-        decisions: list[Decision] = []
-        if request.rate_limit is not None:
-            decisions.append(
-                rate_decision(
-                    request.rate_limit,
-                    allowed=bool(rate_ok),
-                    count=rate_count,
-                    oldest=oldest_ms / 1000 if oldest_ms >= 0 else None,
-                    now=now,
-                )
+        rate_limit, quota = request.rate_limit, request.quota
+        decisions: tuple[Decision, ...] = ()
+        if rate_limit is not None:
+            oldest = oldest_ms / 1000 if oldest_ms >= 0 else None
+            rate = rate_decision(
+                rate_limit, allowed=bool(rate_ok), count=rate_count, oldest=oldest, now=now
             )
-        if request.quota is not None:
-            decisions.append(
-                quota_decision(request.quota, allowed=bool(quota_ok), used=quota_used, now=now)
-            )
+            decisions = (rate,)
+        if quota is not None:
+            used = quota_decision(quota, allowed=bool(quota_ok), used=quota_used, now=now)
+            decisions = (*decisions, used)
         blocked_by = None
         if request.guard is not None and not guard_ok:
             blocked_by = rate_decision(
@@ -259,5 +276,5 @@ def usages(requests: Sequence[ScriptRequest], reply: Sequence[int]) -> list[Usag
                 now=now,
                 policy=AUTH_FAILURE_POLICY,
             )
-        results.append(Usage(decisions=tuple(decisions), blocked_by=blocked_by))
+        results.append(Usage(decisions, False, blocked_by))
     return results
