@@ -166,6 +166,7 @@ class VerifyRecorder:
         self._hits = 0
         self._misses = 0
         self._valid_hits = 0  # VALID answers from the cache, counted apart: the hot path
+        self._admitted = 0  # requests of keys with limits let through (rate-limit decisions)
         self._flush_due: float | None = None  # while something is pending
 
     def record(self, code: str, seconds: float, cache_hit: bool | None, now: float) -> None:
@@ -187,9 +188,18 @@ class VerifyRecorder:
         self._valid_hits += 1
         self._observe(now - started, now)
 
+    def record_admitted(self) -> None:
+        """`record_rate_limit("allowed")`, batched: a key with limits let through (on every
+        such request, from the event loop's thread only)."""
+        self._admitted += 1
+        self._pending(time.perf_counter())
+
     def _observe(self, seconds: float, now: float) -> None:
         self._buckets[bisect_left(VERIFY_BUCKETS, seconds)] += 1
         self._seconds += seconds
+        self._pending(now)
+
+    def _pending(self, now: float) -> None:
         if self._flush_due is None:
             self._flush_due = now + self.interval
             # An idle worker must not sit on its counts: flush them without waiting for a request.
@@ -209,7 +219,10 @@ class VerifyRecorder:
             codes["VALID"] = codes.get("VALID", 0) + self._valid_hits
             hits += self._valid_hits
             self._valid_hits = 0
+        admitted, self._admitted = self._admitted, 0
         self._flush_due = None
+        if admitted:
+            _RATE_LIMIT["allowed"].inc(admitted)
         for code, count in codes.items():
             counter = _VERIFY_OUTCOMES.get(code) or verifications.labels(code="OTHER")
             counter.inc(count)

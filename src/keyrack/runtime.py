@@ -56,6 +56,7 @@ class Runtime:
             throttle=self.usage_controls.auth_throttle,
             audit=self.auth_failures,
             on_decision=metrics.record_rate_limit,
+            on_admitted=metrics.verify_recorder.record_admitted,
         )
 
     def uow(self, *, write: bool = False) -> SqlUnitOfWork:

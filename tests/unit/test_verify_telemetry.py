@@ -87,6 +87,19 @@ def test_recorder_flushes_after_its_interval_and_before_every_exposition() -> No
     assert metrics.verify_recorder._flush_due is None
 
 
+def test_admitted_requests_of_limited_keys_are_counted_in_batches() -> None:
+    allowed = metrics.rate_limit_decisions.labels("allowed")
+    recorder = VerifyRecorder(interval=3600)
+    before = allowed._value.get()
+    for _ in range(3):
+        recorder.record_admitted()
+    assert allowed._value.get() == before  # batched: nothing yet
+    recorder.flush()
+    assert allowed._value.get() == before + 3
+    recorder.flush()  # nothing pending: nothing counted twice
+    assert allowed._value.get() == before + 3
+
+
 def test_an_unknown_code_is_counted_as_other() -> None:
     recorder = VerifyRecorder()
     before = samples()

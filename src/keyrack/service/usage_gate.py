@@ -92,12 +92,16 @@ class UsageGate:
         throttle: AuthFailureThrottle,
         audit: AuthFailureLog | None = None,
         on_decision: Callable[[str], None] | None = None,
+        on_admitted: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`on_decision` hears every decision by name; `on_admitted`, when given, hears the
+        "allowed" ones of the async path instead (the event loop's thread: it may batch)."""
         self.limiter = limiter
         self.throttle = throttle
         self._audit = audit
         self._on_decision = on_decision or (lambda _decision: None)
+        self._on_admitted = on_admitted or (lambda: self._on_decision("allowed"))
         self._clock = clock
         self._blocked = _ExpiringAddresses(clock)
         self._suspects = _ExpiringAddresses(clock)
@@ -263,7 +267,7 @@ class UsageGate:
             decisions = raise_if_refused(usage)
         except LimitExceeded as refusal:
             raise self._refused(refusal, address=address, key=key, request_id=request_id) from None
-        self._on_decision("allowed")
+        self._on_admitted()
         return decisions
 
     def admit_sync(
