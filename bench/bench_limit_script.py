@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import secrets
 import statistics
 import time
 from collections.abc import Sequence
@@ -31,8 +32,9 @@ from keyrack.domain.limits import Quota, RateLimit
 from keyrack.service.limits import Guard
 from keyrack.store.limits_lua import ACQUIRE_LUA, ScriptRequest, script_call, script_request
 
-# The script as it was before (commit 9f09ac4, src/keyrack/store/limits_lua.py); it took all
-# numbers space-separated, without commas between requests.
+# The script as it was before (commit a07cda2, src/keyrack/store/limits_lua.py): each rate log
+# a sorted set of admissions scored in ms, its members made unique by a nonce per call (ARGV[2];
+# the numbers and names followed in ARGV[3] and ARGV[4]).
 BEFORE = """
 local now
 if ARGV[1] == '' then
@@ -41,60 +43,102 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local numbers = {}
-for word in string.gmatch(ARGV[3], '%S+') do numbers[#numbers + 1] = tonumber(word) end
-local names = {}
-for word in string.gmatch(ARGV[4], '%S+') do names[#names + 1] = word end
-local function window_count(key, window)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  return redis.call('ZCARD', key)
+local call, find, sub, format = redis.call, string.find, string.sub, string.format
+local now_s = format('%d', now)
+local numbers, names, nonce = ARGV[3], ARGV[4], ARGV[2]
+-- A batch's requests mostly share their limits: each distinct group of numbers is parsed once,
+-- into rate limit, window, its horizon, quota limit, quota expiry, peek, guard limit, horizon.
+local specs = {}
+local function spec_of(text)
+  local _, _, rate, window, quota, expiry, peek, guard, guard_window =
+    find(text, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+  local spec = {
+    tonumber(rate), window, format('%d', now - tonumber(window)), tonumber(quota), expiry,
+    peek == '1', tonumber(guard), format('%d', now - tonumber(guard_window)),
+  }
+  specs[text] = spec
+  return spec
 end
-local function oldest_of(key, count)
-  if count == 0 then return -1 end
-  return tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+local function window_count(key, horizon)
+  call('ZREMRANGEBYSCORE', key, '-inf', horizon)
+  return call('ZCARD', key)
 end
-local reply = {}
-for i = 0, #names / 3 - 1 do
-  local rate_key, quota_key, guard_key = names[3 * i + 1], names[3 * i + 2], names[3 * i + 3]
-  local a = 7 * i
-  local rate_limit, window = numbers[a + 1], numbers[a + 2]
-  local quota_limit, quota_expiry, peek = numbers[a + 3], numbers[a + 4], numbers[a + 5]
-  local guard_limit, guard_window = numbers[a + 6], numbers[a + 7]
-  local rate_ok, rate_count, quota_ok, quota_used = 1, 0, 1, 0
-  local guard_ok, guard_count = 1, 0
+local function oldest_of(key)
+  return tonumber(call('ZRANGE', key, '0', '0', 'WITHSCORES')[2])
+end
+-- The reply holds 8 numbers per request and now: a table built from that many values is
+-- allocated once (grown one by one, it is reallocated at every power of two). Each request's
+-- numbers take at least 13 characters and a comma, so ARGV[3] has enough bytes to build it
+-- from (string.byte returns up to about 8,000 values: batches up to 999 requests).
+local requests = 0
+if numbers ~= '' then
+  local comma = 0
+  repeat
+    requests = requests + 1
+    comma = find(numbers, ',', comma + 1, true)
+  until comma == nil
+end
+local reply, n = {string.byte(numbers, 1, 8 * requests + 1)}, 0
+local p, q = 1, 1
+for i = 0, requests - 1 do
+  local comma = find(numbers, ',', p, true) or #numbers + 1
+  local text = sub(numbers, p, comma - 1)
+  p = comma + 1
+  local spec = specs[text] or spec_of(text)
+  local rate_limit, quota_limit, guard_limit = spec[1], spec[4], spec[7]
+  local space1 = find(names, ' ', q, true)
+  local space2 = find(names, ' ', space1 + 1, true)
+  local space3 = find(names, ' ', space2 + 1, true) or #names + 1
+  local rate_key, quota_key, guard_key
+  local rate_ok, rate_count, oldest, quota_ok, quota_used = 1, 0, -1, 1, 0
+  local guard_ok, guard_count, guard_oldest = 1, 0, -1
   if guard_limit > 0 then
-    guard_count = window_count(guard_key, guard_window)
+    guard_key = sub(names, space2 + 1, space3 - 1)
+    guard_count = window_count(guard_key, spec[8])
     if guard_count >= guard_limit then guard_ok = 0 end
   end
   if rate_limit > 0 then
-    rate_count = window_count(rate_key, window)
+    rate_key = sub(names, q, space1 - 1)
+    rate_count = window_count(rate_key, spec[3])
     if rate_count >= rate_limit then rate_ok = 0 end
   end
   if quota_limit > 0 then
-    quota_used = tonumber(redis.call('GET', quota_key) or '0')
+    quota_key = sub(names, space1 + 1, space2 - 1)
+    quota_used = tonumber(call('GET', quota_key) or '0')
     if quota_used >= quota_limit then quota_ok = 0 end
   end
-  if guard_ok == 1 and rate_ok == 1 and quota_ok == 1 and peek ~= 1 then
+  q = space3 + 1
+  if guard_ok == 1 and rate_ok == 1 and quota_ok == 1 and not spec[6] then
     if rate_limit > 0 then
-      redis.call('ZADD', rate_key, now, ARGV[2] .. '-' .. i)
-      redis.call('PEXPIRE', rate_key, window)
+      -- Members only need to differ within a log, and the nonce is unique to the call: it
+      -- names the call's first entry in a log, a later one (the same key again) adds its place.
+      if call('ZADD', rate_key, now_s, nonce) == 0 then
+        call('ZADD', rate_key, now_s, nonce .. '-' .. i)
+      end
+      call('PEXPIRE', rate_key, spec[2])
       rate_count = rate_count + 1
+      -- The log was empty: the new entry is its oldest.
+      if rate_count == 1 then oldest = now end
     end
     if quota_limit > 0 then
-      quota_used = redis.call('INCR', quota_key)
-      redis.call('PEXPIREAT', quota_key, string.format('%d', quota_expiry))
+      quota_used = call('INCR', quota_key)
+      -- Whoever created the counter gave it this same expiry.
+      if quota_used == 1 then call('PEXPIREAT', quota_key, spec[5]) end
     end
   end
-  reply[#reply + 1] = rate_ok
-  reply[#reply + 1] = rate_count
-  reply[#reply + 1] = oldest_of(rate_key, rate_count)
-  reply[#reply + 1] = quota_ok
-  reply[#reply + 1] = quota_used
-  reply[#reply + 1] = guard_ok
-  reply[#reply + 1] = guard_count
-  reply[#reply + 1] = guard_ok == 1 and -1 or oldest_of(guard_key, guard_count)
+  if oldest == -1 and rate_count > 0 then oldest = oldest_of(rate_key) end
+  if guard_ok == 0 then guard_oldest = oldest_of(guard_key) end
+  reply[n + 1] = rate_ok
+  reply[n + 2] = rate_count
+  reply[n + 3] = oldest
+  reply[n + 4] = quota_ok
+  reply[n + 5] = quota_used
+  reply[n + 6] = guard_ok
+  reply[n + 7] = guard_count
+  reply[n + 8] = guard_oldest
+  n = n + 8
 end
-reply[#reply + 1] = now
+reply[n + 1] = now
 return reply
 """
 
@@ -117,9 +161,19 @@ class Bench:
             requests = [spec.request(self.prefix(name), now_ms) for spec in specs]
             args = script_call(requests, now_ms=now_ms)[1]
             if name == "before":
-                args[2] = str(args[2]).replace(",", " ")
+                args.insert(1, secrets.token_hex(8))  # its nonce
             pipe.eval(SCRIPTS[name], 0, *args)
         return pipe.execute()
+
+    def bytes_per_entry(self, name: str, keys: int) -> float:
+        """MEMORY USAGE of the rate logs over their entries (a sample of 20 keys)."""
+        total_bytes = total_entries = 0
+        for n in range(0, keys, max(1, keys // 20)):
+            key = ScriptRequestSpec(f"key-{n}", RATE).request(self.prefix(name), 0).keys[0]
+            total_bytes += self.client.memory_usage(key, samples=0) or 0
+            kind = self.client.type(key)
+            total_entries += self.client.zcard(key) if kind == b"zset" else self.client.llen(key)
+        return total_bytes / max(1, total_entries)
 
     def cleanup(self) -> None:
         for key in self.client.scan_iter(f"bench-limit-script:{self.run}:*", count=1000):
@@ -197,7 +251,7 @@ def mixed_check(bench: Bench, start_ms: int, calls: int) -> None:
 SETTLE_LUA = """
 for n = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do
   for p = 4, #ARGV do
-    local key = ARGV[p] .. '{key-' .. n .. '}:rate'
+    local key = ARGV[p] .. '{key-' .. n .. '}:log'
     for _ = 1, tonumber(ARGV[3]) do redis.call('ZSCORE', key, '') end
   end
 end
@@ -218,18 +272,22 @@ def seed(bench: Bench, keys: int, entries: int, start_ms: int, span_ms: int) -> 
         }
         for name in SCRIPTS if n % 2 == 0 else reversed(SCRIPTS):
             request = ScriptRequestSpec(f"key-{n}", RATE).request(bench.prefix(name), start_ms)
-            pipe.zadd(request.keys[0], mapping)
+            if name == "before":  # a sorted set
+                pipe.zadd(request.keys[0], mapping)
+            else:  # a list, oldest first
+                pipe.rpush(request.keys[0], *mapping.values())
             pipe.pexpire(request.keys[0], window_ms)
         if n % 100 == 99:
             pipe.execute()
     pipe.execute()
-    # A ZADD of many members grows the log's member hash table step by step, and Redis then
-    # moves its entries to the larger table one bucket per later operation: unsettled, it would
-    # add ~30% to every script's cost. A real log has long finished that (it grows one entry at
-    # a time), so the benchmark settles it first with enough lookups.
-    prefixes = [bench.prefix(name) for name in SCRIPTS]
+    # The sorted sets: a ZADD of many members grows a log's member hash table step by step,
+    # and Redis then moves its entries to the larger table one bucket per later operation:
+    # unsettled, it would add ~30% to every script's cost. A real log has long finished that
+    # (it grows one entry at a time), so the benchmark settles it first with enough lookups.
     for first in range(0, keys, 100):
-        bench.client.eval(SETTLE_LUA, 0, first, min(keys, first + 100), entries, *prefixes)
+        bench.client.eval(
+            SETTLE_LUA, 0, first, min(keys, first + 100), entries, bench.prefix("before")
+        )
 
 
 def main() -> None:
@@ -305,6 +363,12 @@ def main() -> None:
             )
         ratios = [pair["after"] / pair["before"] for pair in pairs]
         print(f"after / before {statistics.median(ratios):.2f} (median of chunk pairs)")
+        print(
+            "memory per log entry: "
+            + ", ".join(
+                f"{name} {bench.bytes_per_entry(name, options.keys):.0f} B" for name in SCRIPTS
+            )
+        )
     finally:
         bench.cleanup()
         client.close()

@@ -152,6 +152,31 @@ def test_window_edges_and_mass_expiry_decide_like_the_in_process_store(redis_url
         shared.close()
 
 
+def test_long_logs_trimmed_many_entries_at_a_time_decide_like_the_in_process_store(
+    redis_url: str,
+) -> None:
+    """Logs of up to a hundred entries, of which a few or most leave the window at once (the
+    Redis log then searches for the first entry still in it): identical decisions."""
+    now = [float(math.floor(time.time()))]
+    memory = InProcessLimitStore(clock=lambda: now[0])
+    shared = RedisLimitStore(redis_url, clock=lambda: now[0], use_redis_time=False)
+    name, rate, rng = subject(), RateLimit(100, 10), random.Random(11)
+    remaining: set[int] = set()
+    try:
+        for _ in range(80):
+            now[0] += rng.choice([0.015625, 0.125, 0.5, 2.0, 4.5, 9.0])
+            for _ in range(rng.randint(1, 40)):  # a burst at one instant
+                pair = [
+                    s.acquire_sync(subject=name, rate_limit=rate, quota=None)
+                    for s in (memory, shared)
+                ]
+                assert pair[0] == pair[1]
+                remaining.add(pair[1].decisions[0].remaining)
+    finally:
+        shared.close()
+    assert 0 in remaining and max(remaining) > 50  # full logs and nearly empty ones
+
+
 def test_one_script_call_with_mixed_requests_decides_like_the_in_process_store(
     redis_url: str,
 ) -> None:
@@ -220,7 +245,7 @@ def test_logs_and_quota_counters_expire_as_before(redis_url: str) -> None:
     store = RedisLimitStore(redis_url, prefix=prefix)
     client = redis.Redis.from_url(redis_url)
     name, rate, quota = subject(), RateLimit(5, 1), Quota(10, "day")
-    rate_key = f"{prefix}{{{name}}}:rate"
+    rate_key = f"{prefix}{{{name}}}:log"
     window = quota_window("day", time.time())
     quota_key = f"{prefix}{{{name}}}:quota:{window.period_id}"
     quota_expiry_ms = window.end * 1000 + QUOTA_EXPIRY_SLACK_MS
@@ -364,7 +389,7 @@ def test_requests_gather_into_one_batch_while_the_previous_one_is_out(redis_url:
         call = pipeline.call
 
         def counted(args: Any, on_reply: Any) -> None:
-            sent.append(str(args[2]).count(",") + 1)  # requests in this call
+            sent.append(str(args[1]).count(",") + 1)  # requests in this call
             if len(sent) == 1:
                 held.append((args, on_reply))  # the first call stays out until released
             else:

@@ -19,7 +19,6 @@ from keyrack.domain.limits import (
     quota_window,
     rate_decision,
 )
-from keyrack.store.limits_lua import Nonces
 
 
 def ts(*parts: int) -> float:
@@ -153,16 +152,6 @@ def test_admitted_limit_lines_are_the_header_fields_as_uvicorn_writes_them() -> 
     assert admitted_limit_lines((rate,)) == (
         b'ratelimit-policy: "rate";q=100;w=60\r\nratelimit: "rate";r=42;t=30\r\n'
     )
-
-
-def test_script_call_nonces_are_unique_and_renewed_in_a_forked_child() -> None:
-    nonces = Nonces()
-    first = [nonces.next() for _ in range(1000)]
-    assert len(set(first)) == 1000
-    prefix = first[0][:16]
-    assert all(nonce.startswith(prefix) for nonce in first)
-    nonces.renew()  # what a forked child runs
-    assert not nonces.next().startswith(prefix)
 
 
 def test_refusal_headers_carry_the_longest_retry_after() -> None:
