@@ -38,7 +38,12 @@ class Usage(NamedTuple):
 
     @property
     def allowed(self) -> bool:
-        return self.blocked_by is None and all(d.allowed for d in self.decisions)
+        if self.blocked_by is not None:
+            return False
+        for decision in self.decisions:  # a loop, not all(generator): about twice as fast
+            if not decision.allowed:
+                return False
+        return True
 
 
 @dataclass(frozen=True)
