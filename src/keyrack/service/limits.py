@@ -40,7 +40,8 @@ class Usage(NamedTuple):
     def allowed(self) -> bool:
         if self.blocked_by is not None:
             return False
-        for decision in self.decisions:  # a loop, not all(generator): about twice as fast
+        # A loop rather than all() over a generator: twice as fast, and it runs per request.
+        for decision in self.decisions:  # noqa: SIM110
             if not decision.allowed:
                 return False
         return True

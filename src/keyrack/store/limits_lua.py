@@ -207,6 +207,12 @@ class ScriptRequest:
     quota: Quota | None
     guard: Guard | None
 
+    @functools.cached_property
+    def names(self) -> str:
+        """The keys as the script reads them (built once: a request object serves a key's
+        every request)."""
+        return " ".join(self.keys)
+
 
 def script_request(
     *,
@@ -262,8 +268,8 @@ def _script_request(
 def script_call(
     requests: Sequence[ScriptRequest], *, now_ms: int | None
 ) -> tuple[list[str], list[int | str]]:
-    names = " ".join(" ".join(request.keys) for request in requests)
-    numbers = ",".join(request.numbers for request in requests)
+    names = " ".join([request.names for request in requests])
+    numbers = ",".join([request.numbers for request in requests])
     return [], ["" if now_ms is None else now_ms, numbers, names]
 
 

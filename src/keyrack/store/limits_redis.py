@@ -178,7 +178,8 @@ class RedisLimitStore:
         return None if self._use_redis_time else int(self._clock() * 1000)
 
     def _is_down(self) -> bool:
-        return time.monotonic() < self._down_until
+        # Reads the clock only after a failure: this runs on every request.
+        return bool(self._down_until) and time.monotonic() < self._down_until
 
     def _unavailable(self, reason: str, error: BaseException | None) -> Usage:
         """Apply the failure mode; counted, reported to the metrics hook, logged sparingly."""
@@ -313,6 +314,7 @@ class RedisLimitStore:
             except Exception as error:  # noqa: BLE001 - a reply of the wrong shape
                 reply = error
             else:
+                self._down_until = 0.0  # Redis answers: no pause to check any more
                 for (_, future), usage in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(usage)
