@@ -199,7 +199,9 @@ def test_a_failing_inline_answer_falls_back_to_asgi(
     harness.verify(secret)
     app = endpoint(harness)
 
-    def broken(target: bytes, headers: list[tuple[bytes, bytes]], client: object) -> None:
+    def broken(
+        target: bytes, headers: list[tuple[bytes, bytes]], client: object, respond: object
+    ) -> None:
         raise RuntimeError("boom")
 
     app.answer_inline = broken  # type: ignore[method-assign]
@@ -265,11 +267,9 @@ def test_a_limited_key_is_answered_inline_as_through_asgi() -> None:
 class SlowStore(InProcessLimitStore):
     """Answers like the in-process store, a moment later (as Redis does)."""
 
-    def acquire(self, **kwargs: Any) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    def acquire_then(self, then: Any, **kwargs: Any) -> None:
         usage = self.acquire_sync(**kwargs)
-        asyncio.get_running_loop().call_later(0.01, future.set_result, usage)
-        return future
+        asyncio.get_running_loop().call_later(0.01, then, usage)
 
 
 def test_requests_pipelined_behind_a_waiting_answer_keep_their_order() -> None:

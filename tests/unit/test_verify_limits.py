@@ -40,6 +40,13 @@ class Limited:
             return original(**kwargs)
 
         self.store.acquire = counting_acquire  # type: ignore[method-assign]
+        original_then = self.store.acquire_then
+
+        def counting_acquire_then(then: Any, **kwargs: Any) -> None:
+            self.store_calls += 1
+            original_then(then, **kwargs)
+
+        self.store.acquire_then = counting_acquire_then  # type: ignore[method-assign]
         throttle = AuthFailureThrottle(self.store, limit=3, window_seconds=60)
         self.decisions: list[str] = []
         self.audit = AuthFailureLog(lambda: self.harness.uow)

@@ -5,11 +5,11 @@ a `RequestResponseCycle`, an asyncio task, two `send` calls that re-check every 
 socket writes), while a cached verification costs about 5 us. No server or library offers a
 hook below ASGI, so this subclass answers the common case, a valid key found in the cache from
 an address nobody watches, right where the request headers have been parsed, in one write. A
-key with limits waits for the limit store's future (a callback, not a task) while later
-requests on the connection queue behind it. Everything else (a miss, a refusal, a watched or
-throttled address, POST, HEAD, HTTP/1.0, pipelined requests behind an unfinished one, a paused
-transport) goes through ASGI exactly as before, and so does every other path. The answer is
-byte for byte what the ASGI path sends.
+key with limits waits for the limit store's answer (a callback from the store's reply handler:
+no task, no future) while later requests on the connection queue behind it. Everything else
+(a miss, a refusal, a watched or throttled address, POST, HEAD, HTTP/1.0, pipelined requests
+behind an unfinished one, a paused transport) goes through ASGI exactly as before, and so does
+every other path. The answer is byte for byte what the ASGI path sends.
 
 `keyrack serve` uses this protocol; `uvicorn --http keyrack.api.http_protocol:HttpProtocol`
 does the same. It depends on uvicorn's `HttpToolsProtocol` internals, so pyproject pins uvicorn's
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from keyrack.api.verify import DeferredAnswer
+from keyrack.api.verify import DEFERRED, Deferred
 from keyrack.api.verify_wire import header_lines
 
 log = logging.getLogger("keyrack.verify")
@@ -41,9 +41,11 @@ class InlineVerifier(Protocol):
         target: bytes,
         headers: list[tuple[bytes, bytes]],
         client: tuple[str, int] | None,
-    ) -> bytes | DeferredAnswer | None:
-        """A 200's header fields after the server's own, the blank line and the body; or an
-        answer still waiting for the limit store; or None to leave the request to ASGI."""
+        respond: Callable[..., None] | None,
+    ) -> bytes | Deferred | None:
+        """A 200's header fields after the server's own, the blank line and the body; or
+        DEFERRED when the answer will come through `respond`; or None to leave the request to
+        ASGI."""
 
 
 class _NoEvent:
@@ -96,12 +98,13 @@ class HttpProtocol(HttpToolsProtocol):
         self.inline = find_inline_verifier(self.app) if plain else None
         self._defaults: list[tuple[bytes, bytes]] | None = None
         self._default_lines = b""
+        self._waiting: _Waiting | None = None  # the deferred answer in flight (one at most)
 
     def on_headers_complete(self) -> None:
         inline = self.inline
         if inline is not None and self.url.startswith(_VERIFY) and self._can_answer_inline():
             try:
-                answer = inline.answer_inline(self.url, self.headers, self.client)
+                answer = inline.answer_inline(self.url, self.headers, self.client, self._respond)
             except Exception as error:  # noqa: BLE001 - the ASGI path answers (and reports) instead
                 # the type only, as on the ASGI path: a message or traceback could hold the key
                 log.error("inline verification failed (%s); through ASGI", type(error).__name__)
@@ -111,17 +114,21 @@ class HttpProtocol(HttpToolsProtocol):
                 self.cycle = _ANSWERED
                 self.on_response_complete()  # counts the request, arms the keep-alive timer
                 return
-            if answer is not None:
-                assert isinstance(answer, DeferredAnswer)
-                cycle = _Waiting()
-                self.cycle = cycle  # type: ignore[assignment]  # uvicorn reads only these fields
-                answer.waiting.add_done_callback(lambda _: self._finish(cycle, answer.finish))
+            if answer is DEFERRED:
+                # `_respond` runs later. uvicorn's callbacks see this cycle meanwhile, and put a
+                # pipelined request in a cycle of its own, queued behind it.
+                self._waiting = _Waiting()
+                self.cycle = self._waiting  # type: ignore[assignment]  # uvicorn reads only these
                 return
         super().on_headers_complete()
 
-    def _finish(self, cycle: _Waiting, finish: Callable[[], tuple[int, bytes]]) -> None:
+    def _respond(self, finish: Callable[..., tuple[int, bytes]], *args: Any) -> None:
+        """The deferred answer: `finish(*args)` gives it (see `VerifyEndpoint.answer_inline`)."""
+        cycle = self._waiting
+        if cycle is None or cycle.response_complete:  # the request went to ASGI after all
+            return
         try:
-            status, answer = finish()
+            status, answer = finish(*args)
         except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001 - never a trace
             log.error("inline verification failed (%s); closing", type(error).__name__)
             self.transport.close()

@@ -11,12 +11,10 @@ hits, which it then writes without any ASGI machinery.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
 
 from keyrack.api.asgi import ASGIApp, Receive, Scope, Send, request_id_header
 from keyrack.api.client_address import IPNetwork, client_address
@@ -60,12 +58,14 @@ _VERIFY_BYTES = VERIFY_PATH.encode()
 _Answer = tuple[VerifiedKey, list[tuple[bytes, bytes]], bytes, bytes]
 
 
-class DeferredAnswer(NamedTuple):
-    """An inline answer waiting for the limit store: once `waiting` is done, `finish()` gives
-    the status and the bytes after the server's own header fields."""
+class Deferred:
+    """`answer_inline`'s answer for a key with limits: it comes later, through `respond`."""
 
-    waiting: asyncio.Future[Any]
-    finish: Callable[[], tuple[int, bytes]]
+
+DEFERRED = Deferred()
+# `respond(finish, *args)`: the protocol calls `finish(*args)` for the status and the bytes
+# after the server's own header fields (and closes the connection should that fail).
+Respond = Callable[..., None]
 
 
 class VerifyEndpoint:
@@ -169,12 +169,14 @@ class VerifyEndpoint:
         target: bytes,
         headers: list[tuple[bytes, bytes]],
         client: tuple[str, int] | None = None,
-    ) -> bytes | DeferredAnswer | None:
+        respond: Respond | None = None,
+    ) -> bytes | Deferred | None:
         """For `keyrack.api.http_protocol`: a GET's answer when it is a cache hit for a valid key
         from an address nobody watches, exactly as `__call__` would send it through ASGI. The
-        bytes after the server's own header fields for a key without limits; for a limited key,
-        the store's pending answer and how to finish (200 or 429). None, with nothing recorded,
-        for everything else."""
+        bytes after the server's own header fields for a key without limits; for a limited key
+        (given `respond`), DEFERRED, and the answer (200 or 429) goes to `respond` once the
+        limit store has answered, from the event loop, never before this returns. None, with
+        nothing recorded, for everything else."""
         started = time.perf_counter()
         path, _, query = target.partition(b"?")
         gate = self.gate
@@ -189,13 +191,15 @@ class VerifyEndpoint:
         answer = self._answer(key)
         request_id = request_id_header(headers)
         if gate is not None and key.limited:
-            waiting = gate.admission(key)
-            assert waiting is not None  # a limited key always asks the store
+            if respond is None:
+                return None
+            finish = self._finish_limited
 
-            def finish() -> tuple[int, bytes]:
-                return self._finish_limited(gate, key, answer, request_id, started, client, waiting)
+            def then(outcome: Usage | BaseException) -> None:
+                respond(finish, gate, key, answer, request_id, started, client, outcome)
 
-            return DeferredAnswer(waiting, finish)
+            gate.admission(key, then)
+            return DEFERRED
         if self.telemetry is not None:
             self.telemetry.valid_hit(started)
         return b"%sx-request-id: %s\r\n\r\n%s" % (answer[3], request_id[1], answer[2])
@@ -208,12 +212,14 @@ class VerifyEndpoint:
         request_id: tuple[bytes, bytes],
         started: float,
         client: tuple[str, int] | None,
-        waiting: asyncio.Future[Usage],
+        outcome: Usage | BaseException,
     ) -> tuple[int, bytes]:
         """The inline answer for a limited key once the store answered: what `__call__` and
         `respond` send for the same outcome."""
         try:
-            decisions = gate.admitted(key, waiting.result())
+            if isinstance(outcome, BaseException):
+                raise outcome
+            decisions = gate.admitted(key, outcome)
         except Exception as error:  # noqa: BLE001 - answered as a problem, never a traceback
             return self._refuse_limited(error, request_id, started, client)
         if self.telemetry is not None:

@@ -7,6 +7,7 @@ flavour for the verify path and a sync one for management handlers running in th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -56,6 +57,11 @@ class Guard:
     rate_limit: RateLimit
 
 
+# What `acquire_then` hands its callback: the usage, or the error the store met (for example
+# `ServiceUnavailable` when limits fail closed).
+UsageCallback = Callable[[Usage | BaseException], None]
+
+
 class LimitStore(Protocol):
     """Counts admitted requests per subject. `acquire` checks every given policy and, only if
     all allow, counts the request against all of them, atomically (several instances sharing
@@ -72,6 +78,19 @@ class LimitStore(Protocol):
         quota: Quota | None,
         guard: Guard | None = None,
     ) -> asyncio.Future[Usage]: ...
+
+    def acquire_then(
+        self,
+        then: UsageCallback,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+    ) -> None:
+        """`acquire` for a caller on the event loop that waits with a callback: `then` is
+        called from the loop, never before this returns (no future, no loop turn of its own:
+        the inline verify path)."""
+        ...
 
     def acquire_sync(
         self,
@@ -156,6 +175,18 @@ class UsageLimiter:
         return self.store.acquire(
             subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota, guard=guard
         )
+
+    def request_then(
+        self,
+        then: UsageCallback,
+        *,
+        key_id: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+    ) -> None:
+        """`request` for a key with limits from an address nobody watches, answered through
+        `then` (see `LimitStore.acquire_then`)."""
+        self.store.acquire_then(then, subject=f"key:{key_id}", rate_limit=rate_limit, quota=quota)
 
     def enforce_sync(
         self,

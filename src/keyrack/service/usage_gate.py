@@ -12,7 +12,6 @@ the 429s would tell the guesser which guess was right); keys from other addresse
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -28,6 +27,7 @@ from keyrack.service.limits import (
     BLOCKED_DETAIL,
     AuthFailureThrottle,
     Usage,
+    UsageCallback,
     UsageLimiter,
     raise_if_refused,
 )
@@ -247,11 +247,13 @@ class UsageGate:
         assert pending is not None  # a limited key always asks the store
         return self.admitted(key, await pending, address=address, request_id=request_id)
 
-    def admission(self, key: VerifiedKey) -> asyncio.Future[Usage] | None:
+    def admission(self, key: VerifiedKey, then: UsageCallback) -> None:
         """`admit`'s store call for a limited key from an address nobody watches (`any_watched`
-        false), as the store's future; `admitted` reads its answer. For the inline verify path,
-        which waits with a callback rather than a task."""
-        return self.limiter.request(key_id=key.key_id, rate_limit=key.rate_limit, quota=key.quota)
+        false), answered through `then` (see `LimitStore.acquire_then`); `admitted` reads the
+        usage. For the inline verify path, which waits with a callback rather than a task."""
+        self.limiter.request_then(
+            then, key_id=key.key_id, rate_limit=key.rate_limit, quota=key.quota
+        )
 
     def admitted(
         self,

@@ -23,7 +23,7 @@ from keyrack.domain.limits import (
     quota_window,
     rate_decision,
 )
-from keyrack.service.limits import Guard, Usage
+from keyrack.service.limits import Guard, Usage, UsageCallback
 from keyrack.store.event_loop import RunningLoop
 
 SWEEP_INTERVAL_SECONDS = 30.0
@@ -139,6 +139,17 @@ class InProcessLimitStore:
         return self._resolved(
             self.acquire_sync(subject=subject, rate_limit=rate_limit, quota=quota, guard=guard)
         )
+
+    def acquire_then(
+        self,
+        then: UsageCallback,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+    ) -> None:
+        usage = self.acquire_sync(subject=subject, rate_limit=rate_limit, quota=quota)
+        self._loop.get().call_soon(then, usage)  # never before returning, as promised
 
     def peek(self, *, subject: str, rate_limit: RateLimit) -> asyncio.Future[Usage]:
         return self._resolved(self.peek_sync(subject=subject, rate_limit=rate_limit))

@@ -20,10 +20,11 @@ nothing rather than a timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import redis
@@ -36,7 +37,7 @@ from redis.retry import Retry
 from keyrack.domain.errors import ServiceUnavailable
 from keyrack.domain.limits import Quota, RateLimit
 from keyrack.logs import ThrottledLog
-from keyrack.service.limits import Guard, Usage
+from keyrack.service.limits import Guard, Usage, UsageCallback
 from keyrack.store import redis_pipeline
 from keyrack.store.event_loop import RunningLoop
 from keyrack.store.limits_lua import (
@@ -50,7 +51,7 @@ from keyrack.store.limits_lua import (
 FailureMode = Literal["open", "closed"]
 log = logging.getLogger("keyrack.limits")
 
-Batch = list[tuple[ScriptRequest, asyncio.Future[Usage]]]
+Batch = list[tuple[ScriptRequest, UsageCallback]]
 
 # Requests go to Redis together, in one script call: the cost of a round trip (encoding,
 # syscalls, parsing, and Redis's own per-call work) is paid once per batch. While a batch is
@@ -108,6 +109,17 @@ class RedisLimitStore:
     ) -> asyncio.Future[Usage]:
         # The batch's future itself, not a coroutine around it: one await less per request.
         return self._run_async(self._request(subject, rate_limit, quota, guard=guard))
+
+    def acquire_then(
+        self,
+        then: UsageCallback,
+        *,
+        subject: str,
+        rate_limit: RateLimit | None,
+        quota: Quota | None,
+    ) -> None:
+        # Called straight from the reply's handler, with the batch's other callbacks.
+        self._enqueue(self._request(subject, rate_limit, quota), then)
 
     def acquire_sync(
         self,
@@ -227,23 +239,28 @@ class RedisLimitStore:
     def _run_async(self, request: ScriptRequest) -> asyncio.Future[Usage]:
         """A future resolved by `_send` (whose call to Redis has a deadline) with the usage, or
         with the failure mode's answer when Redis cannot be reached."""
-        loop = self._loop.get()
-        future: asyncio.Future[Usage] = loop.create_future()
-        if self._is_down():
-            self._settle_unavailable(future, "skipped", None)
-            return future
-        self._pending.append((request, future))
-        if len(self._pending) == 1 and not self._batches_out:
-            loop.call_soon(self._send_pending)
+        future: asyncio.Future[Usage] = self._loop.get().create_future()
+        self._enqueue(request, functools.partial(_settle_future, future))
         return future
 
-    def _settle_unavailable(
-        self, future: asyncio.Future[Usage], reason: str, error: BaseException | None
-    ) -> None:
+    def _enqueue(self, request: ScriptRequest, then: UsageCallback) -> None:
+        """`then` gets the usage, or the failure mode's answer, from the event loop, never
+        before this returns."""
+        loop = self._loop.get()
+        if self._is_down():
+            loop.call_soon(then, self._unavailable_outcome("skipped", None))
+            return
+        self._pending.append((request, then))
+        if len(self._pending) == 1 and not self._batches_out:
+            loop.call_soon(self._send_pending)
+
+    def _unavailable_outcome(
+        self, reason: str, error: BaseException | None
+    ) -> Usage | ServiceUnavailable:
         try:
-            future.set_result(self._unavailable(reason, error))
+            return self._unavailable(reason, error)
         except ServiceUnavailable as refusal:
-            future.set_exception(refusal)
+            return refusal
 
     def _send_pending(self) -> None:
         """Send what is waiting, in batches of at most MAX_BATCH."""
@@ -308,25 +325,23 @@ class RedisLimitStore:
                 self._send_pending()
 
     def _resolve(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
-        if not isinstance(reply, Exception):
+        outcomes: Sequence[Usage | BaseException]
+        if isinstance(reply, Exception):
+            outcomes = [reply] * len(batch)
+        else:
             try:
-                results = usages(requests, reply)
+                outcomes = usages(requests, reply)
             except Exception as error:  # noqa: BLE001 - a reply of the wrong shape
-                reply = error
+                reply, outcomes = error, [error] * len(batch)
             else:
                 self._down_until = 0.0  # Redis answers: no pause to check any more
-                for (_, future), usage in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(usage)
-                return
-        unreachable = isinstance(reply, RedisError | OSError | TimeoutError)
-        for _, future in batch:
-            if future.done():
-                continue
-            if unreachable:
-                self._settle_unavailable(future, "unreachable", reply)
-            else:
-                future.set_exception(reply)
+        if isinstance(reply, RedisError | OSError | TimeoutError):
+            outcomes = [self._unavailable_outcome("unreachable", reply) for _ in batch]
+        for (_, then), outcome in zip(batch, outcomes, strict=True):
+            try:
+                then(outcome)
+            except Exception:  # a waiter's own failure must not keep the others waiting
+                log.exception("usage limits: a waiting request's callback failed")
 
     def _run_sync(self, request: ScriptRequest) -> Usage:
         if self._is_down():
@@ -337,3 +352,12 @@ class RedisLimitStore:
         except (RedisError, OSError, TimeoutError) as error:
             return self._unavailable("unreachable", error)
         return usages([request], reply)[0]
+
+
+def _settle_future(future: asyncio.Future[Usage], outcome: Usage | BaseException) -> None:
+    if future.done():  # cancelled: its caller is gone
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
