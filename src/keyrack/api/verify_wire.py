@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from keyrack.api.asgi import Receive, Scope, Send
 from keyrack.api.problems import PROBLEM_JSON, encode, from_error, problem_body
 from keyrack.domain.errors import KeyrackError, LimitExceeded, Unauthenticated
-from keyrack.domain.limits import Decision, limit_headers, limit_item, policy_item
+from keyrack.domain.limits import Decision, limit_headers
 from keyrack.service.verify import INSUFFICIENT_PERMISSIONS, VerifyResult
 
 BODY_FIELDS = frozenset({"key", "permissions"})
@@ -121,10 +121,14 @@ def limit_fields(decisions: tuple[Decision, ...]) -> list[tuple[bytes, bytes]]:
 
 def admitted_limit_lines(decisions: tuple[Decision, ...]) -> bytes:
     """`header_lines(limit_fields(decisions))` for an admitted request (no `Retry-After`), in
-    one formatting for the usual single limit: every limited request that passes writes it."""
-    if len(decisions) == 1:
-        policy, limit = policy_item(decisions[0]), limit_item(decisions[0])
-        return f"ratelimit-policy: {policy}\r\nratelimit: {limit}\r\n".encode()
+    one formatting for the usual single rate limit: every limited request that passes writes
+    it (tests/unit/test_limits_domain.py holds the two to the same bytes)."""
+    if len(decisions) == 1 and decisions[0].window_seconds:  # the usual case: a rate limit
+        name, _, limit, remaining, reset, window, _ = decisions[0]
+        return (
+            f'ratelimit-policy: "{name}";q={limit};w={window}\r\n'
+            f'ratelimit: "{name}";r={remaining};t={reset}\r\n'
+        ).encode()
     return header_lines(limit_fields(decisions))
 
 

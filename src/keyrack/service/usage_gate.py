@@ -265,12 +265,15 @@ class UsageGate:
     ) -> tuple[Decision, ...]:
         """The decisions of a limited key's admitted request; raises `RateLimited` or
         `UsageExceeded` (recorded as `admit` does)."""
-        try:
-            decisions = raise_if_refused(usage)
-        except LimitExceeded as refusal:
-            raise self._refused(refusal, address=address, key=key, request_id=request_id) from None
+        if not usage.allowed:
+            try:
+                raise_if_refused(usage)
+            except LimitExceeded as refusal:
+                raise self._refused(
+                    refusal, address=address, key=key, request_id=request_id
+                ) from None
         self._on_admitted()
-        return decisions
+        return usage.decisions
 
     def admit_sync(
         self, *, key: VerifiedKey, address: str | None, request_id: str | None = None

@@ -246,13 +246,13 @@ class RedisLimitStore:
     def _enqueue(self, request: ScriptRequest, then: UsageCallback) -> None:
         """`then` gets the usage, or the failure mode's answer, from the event loop, never
         before this returns."""
-        loop = self._loop.get()
         if self._is_down():
-            loop.call_soon(then, self._unavailable_outcome("skipped", None))
+            self._loop.get().call_soon(then, self._unavailable_outcome("skipped", None))
             return
-        self._pending.append((request, then))
-        if len(self._pending) == 1 and not self._batches_out:
-            loop.call_soon(self._send_pending)
+        pending = self._pending
+        pending.append((request, then))
+        if len(pending) == 1 and not self._batches_out:
+            self._loop.get().call_soon(self._send_pending)
 
     def _unavailable_outcome(
         self, reason: str, error: BaseException | None
