@@ -410,3 +410,24 @@ def test_requests_gather_into_one_batch_while_the_previous_one_is_out(redis_url:
         return sent
 
     assert asyncio.run(main()) == [1, 50]
+
+
+def test_a_failing_waiter_does_not_keep_the_others_of_its_batch_waiting(redis_url: str) -> None:
+    async def main() -> list[Any]:
+        store = RedisLimitStore(redis_url, timeout_seconds=2.0)
+        name, rate = subject(), RateLimit(10, 60)
+        got: list[Any] = []
+
+        def broken(outcome: Any) -> None:
+            raise RuntimeError("a bug in one waiter")
+
+        store.acquire_then(broken, subject=name, rate_limit=rate, quota=None)
+        store.acquire_then(got.append, subject=name, rate_limit=rate, quota=None)
+        last = store.acquire(subject=name, rate_limit=rate, quota=None)
+        got.append(await last)
+        await store.aclose()
+        return got
+
+    first, last = asyncio.run(main())
+    assert first.allowed and first.decisions[0].remaining == 8  # the broken one counted first
+    assert last.allowed and last.decisions[0].remaining == 7
