@@ -192,7 +192,8 @@ class VerifyRecorder:
         """`record_rate_limit("allowed")`, batched: a key with limits let through (on every
         such request, from the event loop's thread only)."""
         self._admitted += 1
-        self._pending(time.perf_counter())
+        if self._flush_due is None:  # else a flush is due anyway
+            self._pending(time.perf_counter())
 
     def _observe(self, seconds: float, now: float) -> None:
         self._buckets[bisect_left(VERIFY_BUCKETS, seconds)] += 1

@@ -229,7 +229,6 @@ def limit_item(decision: Decision) -> str:
 
 def rate_decision(
     rate_limit: RateLimit,
-    *,
     allowed: bool,
     count: int,
     oldest: float | None,
@@ -237,7 +236,8 @@ def rate_decision(
     policy: str = RATE_POLICY,
 ) -> Decision:
     """The decision for a sliding-window log holding `count` entries (this request included
-    when admitted), the oldest at `oldest`."""
+    when admitted), the oldest at `oldest`. (Positional parameters allowed: the Redis store
+    calls it for every limited request.)"""
     window = rate_limit.window_seconds
     limit = rate_limit.limit
     # The window next gains room when its oldest entry leaves it.

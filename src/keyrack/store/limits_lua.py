@@ -285,9 +285,7 @@ def usages(requests: Sequence[ScriptRequest], reply: Sequence[int]) -> list[Usag
         decisions: tuple[Decision, ...] = ()
         if rate_limit is not None:
             oldest = oldest_ms / 1000 if oldest_ms >= 0 else None
-            rate = rate_decision(
-                rate_limit, allowed=bool(rate_ok), count=rate_count, oldest=oldest, now=now
-            )
+            rate = rate_decision(rate_limit, rate_ok == 1, rate_count, oldest, now)
             decisions = (rate,)
         if quota is not None:
             used = quota_decision(quota, allowed=bool(quota_ok), used=quota_used, now=now)
