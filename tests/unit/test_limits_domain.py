@@ -8,7 +8,7 @@ import http_sfv
 import pytest
 
 from keyrack.api.problems import from_error
-from keyrack.api.verify_wire import admitted_limit_lines, header_lines, limit_fields
+from keyrack.api.verify_wire import admitted_answer, header_lines, limit_fields
 from keyrack.domain.errors import InvalidInput, RateLimited, UsageExceeded
 from keyrack.domain.limits import (
     Quota,
@@ -143,14 +143,17 @@ def test_headers_follow_the_draft_syntax_and_parse_as_structured_fields() -> Non
         assert [item.value for item in parsed] == ["rate", "quota"]
 
 
-def test_admitted_limit_lines_are_the_header_fields_as_uvicorn_writes_them() -> None:
+def test_an_admitted_answer_carries_the_limit_fields_as_uvicorn_writes_them() -> None:
     now = ts(2024, 5, 31, 23, 0)
     rate = rate_decision(RateLimit(100, 60), allowed=True, count=58, oldest=now - 30, now=now)
     quota = quota_decision(Quota(1000, "day"), allowed=True, used=42, now=now)
+    fields, request_id, body = b"x-keyrack-key-id: key-1\r\n", b"req-1", b"{}"
     for decisions in [(rate,), (quota,), (rate, quota)]:
-        assert admitted_limit_lines(decisions) == header_lines(limit_fields(decisions))
-    assert admitted_limit_lines((rate,)) == (
-        b'ratelimit-policy: "rate";q=100;w=60\r\nratelimit: "rate";r=42;t=30\r\n'
+        limits = header_lines(limit_fields(decisions))
+        expected = fields + b"x-request-id: req-1\r\n" + limits + b"\r\n" + body
+        assert admitted_answer(fields, request_id, decisions, body) == expected
+    assert b'ratelimit-policy: "rate";q=100;w=60\r\nratelimit: "rate";r=42;t=30\r\n\r\n' in (
+        admitted_answer(fields, request_id, (rate,), body)
     )
 
 

@@ -24,7 +24,7 @@ from keyrack.api.verify_wire import (
     NO_STORE,
     BadRequest,
     add_content_fields,
-    admitted_limit_lines,
+    admitted_answer,
     error_answer,
     header_lines,
     key_from_headers,
@@ -224,12 +224,7 @@ class VerifyEndpoint:
             return self._refuse_limited(error, request_id, started, client)
         if self.telemetry is not None:
             self.telemetry.valid_hit(started)  # the series `answered` would count it in
-        return 200, b"%sx-request-id: %s\r\n%s\r\n%s" % (
-            answer[3],
-            request_id[1],
-            admitted_limit_lines(decisions),
-            answer[2],
-        )
+        return 200, admitted_answer(answer[3], request_id[1], decisions, answer[2])
 
     def _refuse_limited(
         self,

@@ -119,17 +119,24 @@ def limit_fields(decisions: tuple[Decision, ...]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode(), value.encode()) for name, value in limit_headers(decisions)]
 
 
-def admitted_limit_lines(decisions: tuple[Decision, ...]) -> bytes:
-    """`header_lines(limit_fields(decisions))` for an admitted request (no `Retry-After`), in
-    one formatting for the usual single rate limit: every limited request that passes writes
-    it (tests/unit/test_limits_domain.py holds the two to the same bytes)."""
-    if len(decisions) == 1 and decisions[0].window_seconds:  # the usual case: a rate limit
+def admitted_answer(
+    fields: bytes, request_id: bytes, decisions: tuple[Decision, ...], body: bytes
+) -> bytes:
+    """An admitted limited request's answer after the server's own header fields: `fields`
+    (header lines), `X-Request-ID`, the `RateLimit` fields of `decisions` (no `Retry-After`),
+    the blank line, `body`. One formatting for the usual single rate limit: every limited
+    request that passes writes it (tests/unit/test_limits_domain.py holds it to the bytes of
+    `header_lines(limit_fields(decisions))`)."""
+    if len(decisions) == 1:
         name, _, limit, remaining, reset, window, _ = decisions[0]
-        return (
-            f'ratelimit-policy: "{name}";q={limit};w={window}\r\n'
-            f'ratelimit: "{name}";r={remaining};t={reset}\r\n'
-        ).encode()
-    return header_lines(limit_fields(decisions))
+        if window:
+            policy = name.encode()
+            return (
+                b"%sx-request-id: %s\r\n"
+                b'ratelimit-policy: "%s";q=%d;w=%d\r\nratelimit: "%s";r=%d;t=%d\r\n\r\n%s'
+            ) % (fields, request_id, policy, limit, window, policy, remaining, reset, body)
+    limits = header_lines(limit_fields(decisions))
+    return b"%sx-request-id: %s\r\n%s\r\n%s" % (fields, request_id, limits, body)
 
 
 def header_lines(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
