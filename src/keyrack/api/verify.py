@@ -236,18 +236,19 @@ class VerifyEndpoint:
         """`_finish_limited`'s answer when the key is over a limit (429), Redis is down and
         limits fail closed (503), or something broke (500)."""
         scope: Scope = {"method": "GET", "client": client}  # what refusal logging reads
+        failure: Exception | None = None
         if isinstance(error, KeyrackError):
             status, fields, content = error_answer(error, request_id)
-            body = add_content_fields(fields, content)
-            self._answered(error.code, status, started, request_id, scope, True)
-            return status, header_lines(fields) + b"\r\n" + body
-        fields = [request_id]
-        problem = problem_content(500, "INTERNAL_ERROR", "verification failed")
-        body = add_content_fields(fields, problem)
-        if self.telemetry is None:
-            log.error("verification failed: %s", type(error).__name__)
-        self._answered("INTERNAL_ERROR", 500, started, request_id, scope, True, error=error)
-        return 500, header_lines(fields) + b"\r\n" + body
+            code = error.code
+        else:
+            status, fields = 500, [request_id]
+            content = problem_content(500, "INTERNAL_ERROR", "verification failed")
+            code, failure = "INTERNAL_ERROR", error
+            if self.telemetry is None:
+                log.error("verification failed: %s", type(error).__name__)
+        body = add_content_fields(fields, content)
+        self._answered(code, status, started, request_id, scope, True, error=failure)
+        return status, header_lines(fields) + b"\r\n" + body
 
     def _refuse_blocked(self, gate: UsageGate, scope: Scope, secret: str | None) -> None:
         """Raise 429 for an address known to be blocked, before any database lookup; a cached

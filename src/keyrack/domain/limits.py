@@ -204,27 +204,18 @@ def limit_headers(decisions: Sequence[Decision]) -> list[tuple[str, str]]:
     """
     if not decisions:
         return []
-    headers = [
-        ("RateLimit-Policy", ", ".join([policy_item(d) for d in decisions])),
-        ("RateLimit", ", ".join([limit_item(d) for d in decisions])),
-    ]
+    policies = []
+    limits = []
+    for decision in decisions:
+        window = f";w={decision.window_seconds}" if decision.window_seconds else ""
+        policies.append(f'"{decision.policy}";q={decision.limit}{window}')
+        limits.append(f'"{decision.policy}";r={decision.remaining};t={decision.reset_seconds}')
+    headers = [("RateLimit-Policy", ", ".join(policies)), ("RateLimit", ", ".join(limits))]
     waits = [d.retry_after for d in decisions if not d.allowed and d.retry_after is not None]
     if waits:
         # Every refused policy must have room again, so the longest wait counts.
         headers.append(("Retry-After", str(max(waits))))
     return headers
-
-
-def policy_item(decision: Decision) -> str:
-    """The decision's member of the `RateLimit-Policy` list."""
-    if decision.window_seconds:
-        return f'"{decision.policy}";q={decision.limit};w={decision.window_seconds}'
-    return f'"{decision.policy}";q={decision.limit}'
-
-
-def limit_item(decision: Decision) -> str:
-    """The decision's member of the `RateLimit` list."""
-    return f'"{decision.policy}";r={decision.remaining};t={decision.reset_seconds}'
 
 
 def rate_decision(

@@ -315,7 +315,7 @@ class RedisLimitStore:
         self._settle(batch, requests, reply)
 
     def _settle(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
-        """Resolve each request's future from the script's reply (or the error instead), then
+        """Answer each request's waiter from the script's reply (or the error instead), then
         send what gathered meanwhile."""
         try:
             self._resolve(batch, requests, reply)
@@ -325,18 +325,18 @@ class RedisLimitStore:
                 self._send_pending()
 
     def _resolve(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
-        outcomes: Sequence[Usage | BaseException]
-        if isinstance(reply, Exception):
-            outcomes = [reply] * len(batch)
-        else:
+        outcomes: Sequence[Usage | BaseException] = ()
+        if not isinstance(reply, Exception):
             try:
                 outcomes = usages(requests, reply)
             except Exception as error:  # noqa: BLE001 - a reply of the wrong shape
-                reply, outcomes = error, [error] * len(batch)
+                reply = error
             else:
                 self._down_until = 0.0  # Redis answers: no pause to check any more
         if isinstance(reply, RedisError | OSError | TimeoutError):
             outcomes = [self._unavailable_outcome("unreachable", reply) for _ in batch]
+        elif isinstance(reply, Exception):
+            outcomes = [reply] * len(batch)
         for (_, then), outcome in zip(batch, outcomes, strict=True):
             try:
                 then(outcome)
