@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import secrets
 import statistics
 import time
 from collections.abc import Sequence
@@ -32,9 +31,9 @@ from keyrack.domain.limits import Quota, RateLimit
 from keyrack.service.limits import Guard
 from keyrack.store.limits_lua import ACQUIRE_LUA, ScriptRequest, script_call, script_request
 
-# The script as it was before (commit a07cda2, src/keyrack/store/limits_lua.py): each rate log
-# a sorted set of admissions scored in ms, its members made unique by a nonce per call (ARGV[2];
-# the numbers and names followed in ARGV[3] and ARGV[4]).
+# The script as it was before (commit 392af59, src/keyrack/store/limits_lua.py): each admitted
+# request's log entry counted with LLEN, its expiry set with PEXPIRE, and the log's newest entry
+# read before it is appended.
 BEFORE = """
 local now
 if ARGV[1] == '' then
@@ -44,8 +43,8 @@ else
   now = tonumber(ARGV[1])
 end
 local call, find, sub, format = redis.call, string.find, string.sub, string.format
-local now_s = format('%d', now)
-local numbers, names, nonce = ARGV[3], ARGV[4], ARGV[2]
+local floor = math.floor
+local numbers, names = ARGV[2], ARGV[3]
 -- A batch's requests mostly share their limits: each distinct group of numbers is parsed once,
 -- into rate limit, window, its horizon, quota limit, quota expiry, peek, guard limit, horizon.
 local specs = {}
@@ -53,22 +52,61 @@ local function spec_of(text)
   local _, _, rate, window, quota, expiry, peek, guard, guard_window =
     find(text, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
   local spec = {
-    tonumber(rate), window, format('%d', now - tonumber(window)), tonumber(quota), expiry,
-    peek == '1', tonumber(guard), format('%d', now - tonumber(guard_window)),
+    tonumber(rate), tonumber(window), now - tonumber(window), tonumber(quota), expiry,
+    peek == '1', tonumber(guard), now - tonumber(guard_window),
   }
   specs[text] = spec
   return spec
 end
-local function window_count(key, horizon)
-  call('ZREMRANGEBYSCORE', key, '-inf', horizon)
-  return call('ZCARD', key)
-end
-local function oldest_of(key)
-  return tonumber(call('ZRANGE', key, '0', '0', 'WITHSCORES')[2])
+-- Drops the entries at or before `horizon` (they have left the window); returns how many are
+-- left and the oldest of them (-1: none).
+local function trim(key, horizon)
+  local head = call('LRANGE', key, 0, 3)
+  local n = #head
+  if n == 0 then return 0, -1 end
+  local first = tonumber(head[1])
+  if first > horizon then
+    if n < 4 then return n, first end
+    return call('LLEN', key), first
+  end
+  local cut = 1  -- head[1..cut] have left
+  while cut < n and tonumber(head[cut + 1]) <= horizon do cut = cut + 1 end
+  if cut < n then
+    call('LTRIM', key, cut, -1)
+    if n < 4 then return n - cut, tonumber(head[cut + 1]) end
+    return call('LLEN', key), tonumber(head[cut + 1])
+  end
+  if n < 4 then
+    call('DEL', key)
+    return 0, -1
+  end
+  -- All four have left: gallop from the head (indexes 9, 19, 39, ...) to an entry still in
+  -- the window, then bisect (LINDEX near the head is cheap, in the middle of a long log not).
+  local size = call('LLEN', key)
+  local low, high = n, n  -- the entries before `low` have left; at the end, `high`'s has not
+  while true do
+    high = 2 * high + 1
+    if high >= size - 1 then
+      high = size - 1
+      if tonumber(call('LINDEX', key, high)) <= horizon then
+        call('DEL', key)  -- the newest has left too: all have
+        return 0, -1
+      end
+      break
+    end
+    if tonumber(call('LINDEX', key, high)) > horizon then break end
+    low = high + 1
+  end
+  while low < high do
+    local middle = floor((low + high) / 2)
+    if tonumber(call('LINDEX', key, middle)) > horizon then high = middle else low = middle + 1 end
+  end
+  call('LTRIM', key, low, -1)
+  return size - low, tonumber(call('LINDEX', key, 0))
 end
 -- The reply holds 8 numbers per request and now: a table built from that many values is
 -- allocated once (grown one by one, it is reallocated at every power of two). Each request's
--- numbers take at least 13 characters and a comma, so ARGV[3] has enough bytes to build it
+-- numbers take at least 13 characters and a comma, so ARGV[2] has enough bytes to build it
 -- from (string.byte returns up to about 8,000 values: batches up to 999 requests).
 local requests = 0
 if numbers ~= '' then
@@ -89,17 +127,17 @@ for i = 0, requests - 1 do
   local space1 = find(names, ' ', q, true)
   local space2 = find(names, ' ', space1 + 1, true)
   local space3 = find(names, ' ', space2 + 1, true) or #names + 1
-  local rate_key, quota_key, guard_key
+  local rate_key, quota_key
   local rate_ok, rate_count, oldest, quota_ok, quota_used = 1, 0, -1, 1, 0
   local guard_ok, guard_count, guard_oldest = 1, 0, -1
   if guard_limit > 0 then
-    guard_key = sub(names, space2 + 1, space3 - 1)
-    guard_count = window_count(guard_key, spec[8])
-    if guard_count >= guard_limit then guard_ok = 0 end
+    local first
+    guard_count, first = trim(sub(names, space2 + 1, space3 - 1), spec[8])
+    if guard_count >= guard_limit then guard_ok, guard_oldest = 0, first end
   end
   if rate_limit > 0 then
     rate_key = sub(names, q, space1 - 1)
-    rate_count = window_count(rate_key, spec[3])
+    rate_count, oldest = trim(rate_key, spec[3])
     if rate_count >= rate_limit then rate_ok = 0 end
   end
   if quota_limit > 0 then
@@ -110,15 +148,19 @@ for i = 0, requests - 1 do
   q = space3 + 1
   if guard_ok == 1 and rate_ok == 1 and quota_ok == 1 and not spec[6] then
     if rate_limit > 0 then
-      -- Members only need to differ within a log, and the nonce is unique to the call: it
-      -- names the call's first entry in a log, a later one (the same key again) adds its place.
-      if call('ZADD', rate_key, now_s, nonce) == 0 then
-        call('ZADD', rate_key, now_s, nonce .. '-' .. i)
+      -- At now, or at the newest entry's time if that is later (an instance whose clock is
+      -- behind another's, or Redis's clock stepped back): the log stays in order, and no
+      -- entry leaves the window before its time.
+      local at = now
+      if rate_count > 0 then
+        local newest = tonumber(call('LINDEX', rate_key, -1))
+        if newest > at then at = newest end
+      else
+        oldest = at  -- the log was empty: the new entry is its oldest
       end
-      call('PEXPIRE', rate_key, spec[2])
+      call('RPUSH', rate_key, format('%d', at))
+      call('PEXPIRE', rate_key, at - now + spec[2])
       rate_count = rate_count + 1
-      -- The log was empty: the new entry is its oldest.
-      if rate_count == 1 then oldest = now end
     end
     if quota_limit > 0 then
       quota_used = call('INCR', quota_key)
@@ -126,8 +168,6 @@ for i = 0, requests - 1 do
       if quota_used == 1 then call('PEXPIREAT', quota_key, spec[5]) end
     end
   end
-  if oldest == -1 and rate_count > 0 then oldest = oldest_of(rate_key) end
-  if guard_ok == 0 then guard_oldest = oldest_of(guard_key) end
   reply[n + 1] = rate_ok
   reply[n + 2] = rate_count
   reply[n + 3] = oldest
@@ -160,8 +200,6 @@ class Bench:
         for now_ms, specs in calls:
             requests = [spec.request(self.prefix(name), now_ms) for spec in specs]
             args = script_call(requests, now_ms=now_ms)[1]
-            if name == "before":
-                args.insert(1, secrets.token_hex(8))  # its nonce
             pipe.eval(SCRIPTS[name], 0, *args)
         return pipe.execute()
 
@@ -171,8 +209,7 @@ class Bench:
         for n in range(0, keys, max(1, keys // 20)):
             key = ScriptRequestSpec(f"key-{n}", RATE).request(self.prefix(name), 0).keys[0]
             total_bytes += self.client.memory_usage(key, samples=0) or 0
-            kind = self.client.type(key)
-            total_entries += self.client.zcard(key) if kind == b"zset" else self.client.llen(key)
+            total_entries += self.client.llen(key)
         return total_bytes / max(1, total_entries)
 
     def cleanup(self) -> None:
@@ -248,16 +285,6 @@ def mixed_check(bench: Bench, start_ms: int, calls: int) -> None:
     print(f"mixed check: {calls} calls, identical replies ({refused} rate refusals among them)")
 
 
-SETTLE_LUA = """
-for n = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do
-  for p = 4, #ARGV do
-    local key = ARGV[p] .. '{key-' .. n .. '}:log'
-    for _ = 1, tonumber(ARGV[3]) do redis.call('ZSCORE', key, '') end
-  end
-end
-"""
-
-
 def seed(bench: Bench, keys: int, entries: int, start_ms: int, span_ms: int) -> None:
     """`entries` admissions per log, evenly spread over the last `span_ms` (the whole window:
     the oldest are about to expire). The two copies are written key by key in turn (whichever
@@ -266,28 +293,16 @@ def seed(bench: Bench, keys: int, entries: int, start_ms: int, span_ms: int) -> 
     pipe = bench.client.pipeline(transaction=False)
     for n in range(keys):
         offset = n * span_ms / entries / keys  # keys expire their entries in turn
-        mapping = {
-            f"seed-{k}": start_ms - span_ms + 1 + int(offset + k * span_ms / entries)
-            for k in range(entries)
-        }
+        times = [
+            start_ms - span_ms + 1 + int(offset + k * span_ms / entries) for k in range(entries)
+        ]
         for name in SCRIPTS if n % 2 == 0 else reversed(SCRIPTS):
             request = ScriptRequestSpec(f"key-{n}", RATE).request(bench.prefix(name), start_ms)
-            if name == "before":  # a sorted set
-                pipe.zadd(request.keys[0], mapping)
-            else:  # a list, oldest first
-                pipe.rpush(request.keys[0], *mapping.values())
+            pipe.rpush(request.keys[0], *times)  # oldest first
             pipe.pexpire(request.keys[0], window_ms)
         if n % 100 == 99:
             pipe.execute()
     pipe.execute()
-    # The sorted sets: a ZADD of many members grows a log's member hash table step by step,
-    # and Redis then moves its entries to the larger table one bucket per later operation:
-    # unsettled, it would add ~30% to every script's cost. A real log has long finished that
-    # (it grows one entry at a time), so the benchmark settles it first with enough lookups.
-    for first in range(0, keys, 100):
-        bench.client.eval(
-            SETTLE_LUA, 0, first, min(keys, first + 100), entries, bench.prefix("before")
-        )
 
 
 def main() -> None:

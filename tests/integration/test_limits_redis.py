@@ -239,29 +239,85 @@ def test_a_full_batch_of_one_key_counts_every_request(redis_url: str) -> None:
 
 
 def test_logs_and_quota_counters_expire_as_before(redis_url: str) -> None:
-    """A rate log expires one window after its last admission; a quota counter at its period's
-    end plus slack, set when created and kept by later admissions."""
+    """A rate log expires soon after its newest entry leaves the window (here, 1 s windows, within
+    a quarter of a window); a quota counter at its period's end plus slack, set when created and
+    kept by later admissions."""
     prefix = f"test-{random_suffix()}:"
     store = RedisLimitStore(redis_url, prefix=prefix)
     client = redis.Redis.from_url(redis_url)
     name, rate, quota = subject(), RateLimit(5, 1), Quota(10, "day")
-    rate_key = f"{prefix}{{{name}}}:log"
+    rate_key = f"{prefix}{{{name}}}:entries"
     window = quota_window("day", time.time())
     quota_key = f"{prefix}{{{name}}}:quota:{window.period_id}"
     quota_expiry_ms = window.end * 1000 + QUOTA_EXPIRY_SLACK_MS
     try:
         for _ in range(3):
             assert store.acquire_sync(subject=name, rate_limit=rate, quota=quota).allowed
-            assert 0 < client.pttl(rate_key) <= 1000
+            assert 1000 < client.pttl(rate_key) <= 1250
             left = quota_expiry_ms - time.time() * 1000
             assert left - 5000 < client.pttl(quota_key) <= left + 5000
         assert client.get(quota_key) == b"3"
-        time.sleep(1.2)
+        time.sleep(1.3)
         assert not client.exists(rate_key)
         assert client.exists(quota_key)
     finally:
         store.close()
         client.delete(rate_key, quota_key)
+        client.close()
+
+
+def test_a_log_expiry_is_set_once_per_step_and_always_outlives_its_newest_entry(
+    redis_url: str,
+) -> None:
+    """Appends within one second (the step for windows of 8 s and more) leave the expiry the
+    step's first append set, to two steps past it plus the window; the first append of the next
+    step moves it on. (An injected clock, so the steps are exact; the test takes milliseconds of
+    real time, in which the TTLs barely move.)"""
+    start = float(math.floor(time.time()))
+    now = [start]
+    store = RedisLimitStore(redis_url, clock=lambda: now[0], use_redis_time=False)
+    client = redis.Redis.from_url(redis_url)
+    name, rate = subject(), RateLimit(100, 10)
+    key = f"keyrack:limits:{{{name}}}:entries"
+    ttls = []
+    try:
+        for offset in (0.1, 0.4, 0.9, 1.05, 1.5, 2.95):
+            now[0] = start + offset
+            assert store.acquire_sync(subject=name, rate_limit=rate, quota=None).allowed
+            ttl = client.pttl(key) / 1000
+            assert ttl > 10 - offset  # it outlives the newest entry (at `offset`)
+            ttls.append(ttl)
+        # set at 0.1 to 2 + 10 s (11.9 s from then); kept at 0.4 and 0.9; set at 1.05 to
+        # 3 + 10 s; kept at 1.5; set at 2.95 to 4 + 10 s
+        assert ttls == pytest.approx([11.9, 11.9, 11.9, 11.95, 11.95, 11.05], abs=0.05)
+    finally:
+        store.close()
+        client.delete(key)
+        client.close()
+
+
+def test_an_instance_whose_clock_is_behind_appends_after_the_newest_entry(redis_url: str) -> None:
+    """Instances with injected clocks, one 5 s ahead: entries stay in order (the later one is
+    stamped with the newest entry's time), so none leaves the window early, and the log outlives
+    them all."""
+    start = float(math.floor(time.time())) + 0.5
+    ahead = RedisLimitStore(redis_url, clock=lambda: start + 5, use_redis_time=False)
+    behind = RedisLimitStore(redis_url, clock=lambda: start, use_redis_time=False)
+    client = redis.Redis.from_url(redis_url)
+    name, rate = subject(), RateLimit(3, 10)
+    key = f"keyrack:limits:{{{name}}}:entries"
+    try:
+        for store in (ahead, behind, ahead, behind):  # one short log, then a long one
+            store.acquire_sync(subject=name, rate_limit=rate, quota=None)
+        assert client.lrange(key, 0, -1) == [str(int((start + 5) * 1000)).encode()] * 3
+        assert client.pttl(key) > 14_000  # ahead's clock plus the window, seen from behind's
+        refused = behind.acquire_sync(subject=name, rate_limit=rate, quota=None)
+        assert not refused.allowed and refused.decisions[0].retry_after == 15
+        assert client.llen(key) == 3  # the refused append was taken back
+    finally:
+        ahead.close()
+        behind.close()
+        client.delete(key)
         client.close()
 
 
@@ -431,3 +487,39 @@ def test_a_failing_waiter_does_not_keep_the_others_of_its_batch_waiting(redis_ur
     first, last = asyncio.run(main())
     assert first.allowed and first.decisions[0].remaining == 8  # the broken one counted first
     assert last.allowed and last.decisions[0].remaining == 7
+
+
+def test_a_kept_request_follows_its_key_s_new_limits_and_the_quota_s_new_day(
+    redis_url: str,
+) -> None:
+    """`acquire_then` reuses a subject's part of the script call: a key given new limits (new
+    objects, as the key cache hands out after a change) is checked against them at once, and a
+    quota counts in the new day's period from the first request after midnight."""
+    day_start = float(math.floor(time.time() / 86_400) * 86_400)
+    now = [day_start + 86_399.5]  # half a second before midnight (UTC)
+
+    async def main() -> list[tuple[bool, int]]:
+        store = RedisLimitStore(redis_url, clock=lambda: now[0], use_redis_time=False)
+        name, answers = subject(), []
+
+        async def acquire(rate_limit: RateLimit | None, quota: Quota | None) -> None:
+            done: asyncio.Future[Usage | BaseException] = asyncio.Future()
+            store.acquire_then(done.set_result, subject=name, rate_limit=rate_limit, quota=quota)
+            usage = await done
+            assert isinstance(usage, Usage)
+            answers.append((usage.allowed, usage.decisions[-1].remaining))
+
+        for _ in range(3):
+            await acquire(RateLimit(2, 60), None)  # the third is over the limit
+        await acquire(RateLimit(3, 60), None)  # raised: a new object, checked at once
+        quota = Quota(1, "day")
+        await acquire(None, quota)
+        await acquire(None, quota)  # the day's one request is used
+        now[0] += 1  # past midnight: a new period, a new counter
+        await acquire(None, quota)
+        await store.aclose()
+        return answers
+
+    assert asyncio.run(main()) == [
+        (True, 1), (True, 0), (False, 0), (True, 0), (True, 0), (False, 0), (True, 0),
+    ]  # fmt: skip

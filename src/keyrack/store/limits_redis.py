@@ -43,6 +43,7 @@ from keyrack.store.event_loop import RunningLoop
 from keyrack.store.limits_lua import (
     ACQUIRE_LUA,
     ScriptRequest,
+    quota_day,
     script_call,
     script_request,
     usages,
@@ -58,6 +59,10 @@ Batch = list[tuple[ScriptRequest, UsageCallback]]
 # out, the next one gathers (group commit): the busier the server, the larger the batches,
 # and an idle one sends at once.
 MAX_BATCH = 128
+
+# Subjects whose last script request is kept for the next (see `acquire_then`); past this many,
+# the lot is dropped and rebuilt from use (a bound, not an LRU: rebuilding one costs a few us).
+MAX_KEPT_REQUESTS = 65_536
 
 
 class RedisLimitStore:
@@ -88,6 +93,7 @@ class RedisLimitStore:
         self._sync: tuple[redis.Redis, Any] | None = None
         self._loop = RunningLoop()  # the one event loop using it
         self._pending: Batch = []
+        self._kept: dict[str, ScriptRequest] = {}  # by subject, for `acquire_then`
         self._batches_out = 0  # sent and not yet settled
         self._in_flight: set[asyncio.Future[None]] = set()
         # Plain connections use the hand-written pipeline (see redis_pipeline.py); TLS and
@@ -119,7 +125,21 @@ class RedisLimitStore:
         quota: Quota | None,
     ) -> None:
         # Called straight from the reply's handler, with the batch's other callbacks.
-        self._enqueue(self._request(subject, rate_limit, quota), then)
+        # A key asks with the same limits on every request, so its part of the script call is
+        # kept by subject and reused while the limits are the very same objects (the key cache
+        # hands out one set per cached key) and a quota's period is still that day's.
+        request = self._kept.get(subject)
+        if (
+            request is None
+            or request.rate_limit is not rate_limit
+            or request.quota is not quota
+            or (quota is not None and request.day != quota_day(self._clock()))
+        ):
+            request = self._request(subject, rate_limit, quota)
+            if len(self._kept) >= MAX_KEPT_REQUESTS:
+                self._kept.clear()
+            self._kept[subject] = request
+        self._enqueue(request, then)
 
     def acquire_sync(
         self,
