@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from keyrack.api.asgi import ASGIApp, Receive, Scope, Send, request_id_header
 from keyrack.api.client_address import IPNetwork, client_address
@@ -193,12 +194,12 @@ class VerifyEndpoint:
         if gate is not None and key.limited:
             if respond is None:
                 return None
+            # `respond(finish, ..., outcome)` once the store answers: a partial rather than a
+            # closure, one Python call less per limited request.
             finish = self._finish_limited
-
-            def then(outcome: Usage | BaseException) -> None:
-                respond(finish, gate, key, answer, request_id, started, client, outcome)
-
-            gate.admission(key, then)
+            gate.admission(
+                key, partial(respond, finish, gate, key, answer, request_id, started, client)
+            )
             return DEFERRED
         if self.telemetry is not None:
             self.telemetry.valid_hit(started)
