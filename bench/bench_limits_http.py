@@ -5,6 +5,12 @@ between them round by round (goal: limited >= 0.7 of unlimited).
     .venv/bin/python bench/bench_limits_http.py [--redis-url URL] [--rounds 5] [--seconds 10]
     .venv/bin/python bench/bench_limits_http.py --own-redis   # a private Redis, Unix socket
 
+Each round runs at every `--connections` count (default 32; `--connections 32,128` for more).
+The report gives, beside throughput, how much of a core the worker used: the unlimited worker is
+saturated (1.0), the limited one is not (about 0.9: it waits for Redis part of the time, on a
+machine whose two cores Redis shares with wrk and the worker), so the throughput ratio measures
+that wait as well as the limit's CPU cost; the per-CPU-second ratio measures the cost alone.
+
 `--own-redis` starts a private redis-server (no persistence) on a Unix socket in a temporary
 directory instead of using `--redis-url`.
 """
@@ -38,6 +44,7 @@ class Run:
     wrk: WrkResult
     server_cpu_us: float  # the keyrack worker's CPU time per request
     redis_cpu_us: float  # Redis's time in the limit script per request (INFO commandstats)
+    worker_cores: float  # the worker's CPU time over the run's time: 1.0 is saturated
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -51,20 +58,22 @@ def script_usec(client: redis.Redis) -> int:
 
 
 def measured(
-    url: str, pid: int, client: redis.Redis, options: argparse.Namespace, script: Path
+    url: str,
+    pid: int,
+    client: redis.Redis,
+    options: argparse.Namespace,
+    script: Path,
+    connections: int,
 ) -> Run:
     cpu, usec = process_cpu_seconds(pid), script_usec(client)
-    result = wrk(
-        url,
-        seconds=options.seconds,
-        connections=options.connections,
-        script=script,
-    )
+    result = wrk(url, seconds=options.seconds, connections=connections, script=script)
     requests = result.requests_per_second * options.seconds
+    spent = process_cpu_seconds(pid) - cpu
     return Run(
         wrk=result,
-        server_cpu_us=(process_cpu_seconds(pid) - cpu) / requests * 1e6,
+        server_cpu_us=spent / requests * 1e6,
         redis_cpu_us=(script_usec(client) - usec) / requests,
+        worker_cores=spent / options.seconds,
     )
 
 
@@ -110,7 +119,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--connections",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[32],
+        help="comma-separated connection counts, each run every round (default 32)",
+    )
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--own-redis", action="store_true", help="a private Redis, Unix socket")
     options = parser.parse_args()
@@ -132,54 +146,62 @@ def main() -> None:
         runtime.close()
         env = {**keyrack_env(url, directory), "KEYRACK_REDIS_URL": options.redis_url}
         server = serve("keyrack.api.app:create_app_from_env", factory=True, env=env)
-        results: dict[str, list[Run]] = {name: [] for name in scripts}
+        results: dict[tuple[int, str], list[Run]] = {
+            (connections, name): [] for connections in options.connections for name in scripts
+        }
         redis_client = redis.Redis.from_url(options.redis_url)
         try:
             for script in scripts.values():
                 wrk(server.url + "/verify", seconds=2, script=script)  # warm cache and Redis
             for round_number in range(1, options.rounds + 1):
-                # Alternate which goes first: a drifting machine load favours neither.
-                order = list(scripts) if round_number % 2 else list(reversed(scripts))
-                for name in order:
-                    results[name].append(
-                        measured(
-                            server.url + "/verify",
-                            server.process.pid,
-                            redis_client,
-                            options,
-                            scripts[name],
+                for connections in options.connections:
+                    # Alternate which goes first: a drifting machine load favours neither.
+                    order = list(scripts) if round_number % 2 else list(reversed(scripts))
+                    for name in order:
+                        results[connections, name].append(
+                            measured(
+                                server.url + "/verify",
+                                server.process.pid,
+                                redis_client,
+                                options,
+                                scripts[name],
+                                connections,
+                            )
                         )
+                    print(
+                        f"round {round_number}, {connections} connections: "
+                        + ", ".join(
+                            f"{name} {runs[-1].wrk.requests_per_second:,.0f} req/s "
+                            f"p99 {runs[-1].wrk.p99_ms:.2f} ms, server CPU "
+                            f"{runs[-1].server_cpu_us:.0f} us/req "
+                            f"({runs[-1].worker_cores:.2f} of a core)"
+                            for (count, name), runs in results.items()
+                            if count == connections
+                        ),
+                        flush=True,
                     )
-                print(
-                    f"round {round_number}: "
-                    + ", ".join(
-                        f"{name} {runs[-1].wrk.requests_per_second:,.0f} req/s "
-                        f"p99 {runs[-1].wrk.p99_ms:.2f} ms, server CPU "
-                        f"{runs[-1].server_cpu_us:.0f} us/req"
-                        for name, runs in results.items()
-                    ),
-                    flush=True,
-                )
         finally:
             server.stop()
             redis_client.close()
-    report(results, options)
+    for connections in options.connections:
+        report({name: results[connections, name] for name in scripts}, options, connections)
 
 
-def report(results: dict[str, list[Run]], options: argparse.Namespace) -> None:
+def report(results: dict[str, list[Run]], options: argparse.Namespace, connections: int) -> None:
     for name, runs in results.items():
         assert all(r.wrk.non_2xx == 0 for r in runs), f"{name}: non-2xx answers"
     unlimited, limited = results["unlimited"], results["rate limit on Redis"]
-    print(f"\nmedian of {options.rounds} rounds, {options.connections} connections, one worker:")
+    print(f"\nmedian of {options.rounds} rounds, {connections} connections, one worker:")
     for name, runs in results.items():
         rps = statistics.median(r.wrk.requests_per_second for r in runs)
         p50 = statistics.median(r.wrk.p50_ms for r in runs)
         p99 = statistics.median(r.wrk.p99_ms for r in runs)
         cpu = statistics.median(r.server_cpu_us for r in runs)
         redis_cpu = statistics.median(r.redis_cpu_us for r in runs)
+        cores = statistics.median(r.worker_cores for r in runs)
         print(
             f"{name:<22}{rps:>10,.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
-            f"server CPU {cpu:.0f} us/req  Redis {redis_cpu:.0f} us/req"
+            f"server CPU {cpu:.0f} us/req ({cores:.2f} of a core)  Redis {redis_cpu:.0f} us/req"
         )
     ratios = [
         lim.wrk.requests_per_second / unl.wrk.requests_per_second

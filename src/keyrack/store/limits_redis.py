@@ -335,14 +335,16 @@ class RedisLimitStore:
         self._settle(batch, requests, reply)
 
     def _settle(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
-        """Answer each request's waiter from the script's reply (or the error instead), then
-        send what gathered meanwhile."""
+        """Send what gathered meanwhile, then answer each request's waiter from the script's
+        reply (or the error instead). In that order, Redis works on the next batch while this
+        one's answers are written (the reply means Redis has applied this batch: the next can go);
+        answering first left Redis idle meanwhile, and a worker with few connections idle after."""
+        self._batches_out -= 1
         try:
-            self._resolve(batch, requests, reply)
-        finally:
-            self._batches_out -= 1
             if self._pending and not self._batches_out:
                 self._send_pending()
+        finally:
+            self._resolve(batch, requests, reply)
 
     def _resolve(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
         outcomes: Sequence[Usage | BaseException] = ()
