@@ -36,8 +36,9 @@ from keyrack.service.limits import Guard, Usage
 #
 # A rate log is a list of its admissions' times in ms, oldest first: appended at the tail,
 # trimmed at the head, it needs no unique members, no sorted-set index and no separate query
-# for its oldest entry. Measured against the sorted set it replaced (bench/bench_limit_script.py):
-# about the same Redis time per request (0.91-1.16 of it), a tenth of the memory per admission.
+# for its oldest entry. Measured against the sorted set it replaced (bench/bench_limit_script.py
+# as of commit 392af59): about the same Redis time per request (0.91-1.16 of it), a tenth of the
+# memory per admission.
 # Per rate-limited request: LRANGE of the first four entries (in a busy log about one leaves
 # per request), LTRIM when some have left; when the request passes the other checks, RPUSH
 # (whose answer is the count, so a long log needs no LLEN; an append over the limit is taken
