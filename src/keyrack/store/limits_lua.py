@@ -43,9 +43,10 @@ from keyrack.service.limits import Guard, Usage
 # per request), LTRIM when some have left; when the request passes the other checks, RPUSH
 # (whose answer is the count, so a long log needs no LLEN; an append over the limit is taken
 # back with RPOP) and, unless the first four were the whole log, LINDEX of the entry before it
-# (the newest, which the new entry must not precede). PEXPIRE only once per second of a log's
-# appends (see the script). Against the previous script (LLEN, LINDEX, RPUSH and PEXPIRE on
-# every admission): 0.86-0.87 of its Redis time per request (bench/bench_limit_script.py).
+# (the newest, which the new entry must not precede). PEXPIRE only once per step of a log's
+# appends (a second, or an eighth of a short window; see the script). Against the previous
+# script (LLEN, LINDEX, RPUSH and PEXPIRE on every admission): 0.86-0.89 of its Redis time per
+# request (bench/bench_limit_script.py).
 # When the four have all left, LINDEX gallops and bisects to the first entry still in the window.
 # A guard: the same without the writes, LLEN for a long log. A quota: GET, when admitted INCR,
 # and PEXPIREAT only when INCR created the counter (its expiry follows from its name's period).

@@ -336,9 +336,9 @@ class RedisLimitStore:
 
     def _settle(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
         """Send what gathered meanwhile, then answer each request's waiter from the script's
-        reply (or the error instead). In that order, Redis works on the next batch while this
-        one's answers are written (the reply means Redis has applied this batch: the next can go);
-        answering first left Redis idle meanwhile, and a worker with few connections idle after."""
+        reply (or the error instead): Redis works on the next batch while this one's answers are
+        written (the reply means Redis has applied this batch, so the next can go). No change in
+        throughput was measurable on the 2-core benchmark machine; it never delays a batch."""
         self._batches_out -= 1
         try:
             if self._pending and not self._batches_out:
