@@ -335,16 +335,17 @@ class RedisLimitStore:
         self._settle(batch, requests, reply)
 
     def _settle(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
-        """Send what gathered meanwhile, then answer each request's waiter from the script's
-        reply (or the error instead): Redis works on the next batch while this one's answers are
-        written (the reply means Redis has applied this batch, so the next can go). No change in
-        throughput was measurable on the 2-core benchmark machine; it never delays a batch."""
-        self._batches_out -= 1
+        """Answer each request's waiter from the script's reply (or the error instead), then
+        send what gathered meanwhile. (Sending first, so that Redis works on the next batch while
+        these answers are written, was measured and left the worker waiting longer on the
+        2-core benchmark machine, where Redis then takes the core that wrk needs to send the
+        next requests: docs/PERFORMANCE.md.)"""
         try:
+            self._resolve(batch, requests, reply)
+        finally:
+            self._batches_out -= 1
             if self._pending and not self._batches_out:
                 self._send_pending()
-        finally:
-            self._resolve(batch, requests, reply)
 
     def _resolve(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
         outcomes: Sequence[Usage | BaseException] = ()
