@@ -266,7 +266,7 @@ class RedisLimitStore:
     def _enqueue(self, request: ScriptRequest, then: UsageCallback) -> None:
         """`then` gets the usage, or the failure mode's answer, from the event loop, never
         before this returns."""
-        if self._down_until and self._is_down():  # (one call less while Redis answers)
+        if self._is_down():
             self._loop.get().call_soon(then, self._unavailable_outcome("skipped", None))
             return
         pending = self._pending
