@@ -25,7 +25,7 @@ from keyrack.service.limits import Guard, LimitStore, Usage, UsageLimiter
 from keyrack.settings import Settings
 from keyrack.store.limits_lua import QUOTA_EXPIRY_SLACK_MS
 from keyrack.store.limits_memory import InProcessLimitStore
-from keyrack.store.limits_redis import RedisLimitStore
+from keyrack.store.limits_redis import EARLY_BATCH, RedisLimitStore
 from keyrack.usage_controls import build_usage_controls
 from tests.random_refs import random_suffix
 
@@ -429,9 +429,11 @@ def test_an_outage_logs_one_clear_line() -> None:
     assert "Redis unreachable" in lines[0] and "failing open" in lines[0]
 
 
-def test_requests_gather_into_one_batch_while_the_previous_one_is_out(redis_url: str) -> None:
-    """Group commit: while one script call is in flight, the next requests wait and then go
-    together, so a busy worker sends few, large batches."""
+def test_requests_gather_into_batches_while_earlier_ones_are_out(redis_url: str) -> None:
+    """Group commit: while a script call is out, the next requests gather; once EARLY_BATCH
+    have, they go too (two calls out at most), and the rest wait for the first answer. So a
+    busy worker sends few, large batches, and Redis works on one while the worker waits for
+    another. Answers stay in order: Redis runs the calls in the order they were sent."""
     rate = RateLimit(limit=1000, window_seconds=60)
 
     async def main() -> list[int]:
@@ -446,8 +448,8 @@ def test_requests_gather_into_one_batch_while_the_previous_one_is_out(redis_url:
 
         def counted(args: Any, on_reply: Any) -> None:
             sent.append(str(args[1]).count(",") + 1)  # requests in this call
-            if len(sent) == 1:
-                held.append((args, on_reply))  # the first call stays out until released
+            if len(sent) <= 2:  # the first two answers are held until released
+                call(args, lambda reply: held.append((on_reply, reply)))
             else:
                 call(args, on_reply)
 
@@ -458,14 +460,20 @@ def test_requests_gather_into_one_batch_while_the_previous_one_is_out(redis_url:
         for _ in range(5):  # requests over five event-loop turns
             rest += [store.acquire(subject=name, rate_limit=rate, quota=None) for _ in range(10)]
             await asyncio.sleep(0)
-        call(*held[0])
+        for _ in range(2000):  # both answers arrive (held), within two seconds
+            if len(held) == 2:
+                break
+            await asyncio.sleep(0.001)
+        assert sent == [1, EARLY_BATCH]  # the rest wait for an answer
+        for on_reply, reply in held:
+            on_reply(reply)
         usages = await asyncio.gather(first, *rest)
         assert all(usage.allowed for usage in usages)
         assert [u.decisions[0].remaining for u in usages] == list(range(998, 947, -1))
         await store.aclose()
         return sent
 
-    assert asyncio.run(main()) == [1, 50]
+    assert asyncio.run(main()) == [1, EARLY_BATCH, 50 - EARLY_BATCH]
 
 
 def test_a_failing_waiter_does_not_keep_the_others_of_its_batch_waiting(redis_url: str) -> None:

@@ -5,11 +5,11 @@ Time comes from Redis (`TIME` inside the script) so instances with drifting cloc
 one sliding window; quota periods are named from the local clock (at a period boundary a
 drifting instance may count a request in the neighbouring period).
 
-Requests waiting in one event-loop turn share one script call (see `MAX_BATCH`), and a
-request's key and address live under different hash tags, so this needs one Redis (with
-replicas if wanted), not Redis Cluster. Async use is from one event loop (a server worker's);
-its script calls travel pipelined on one connection of their own (`redis_pipeline.py`) unless
-the URL needs redis-py (TLS); sync use goes through redis-py.
+Requests waiting in one event-loop turn share one script call (see `MAX_BATCH` and
+`EARLY_BATCH`), and a request's key and address live under different hash tags, so this needs
+one Redis (with replicas if wanted), not Redis Cluster. Async use is from one event loop (a
+server worker's); its script calls travel pipelined on one connection of their own
+(`redis_pipeline.py`) unless the URL needs redis-py (TLS); sync use goes through redis-py.
 
 When Redis cannot be reached within the timeout the configured failure mode decides: `open`
 admits unchecked (`Usage.degraded`), `closed` raises `ServiceUnavailable` (503). After a
@@ -59,6 +59,15 @@ Batch = list[tuple[ScriptRequest, UsageCallback]]
 # out, the next one gathers (group commit): the busier the server, the larger the batches,
 # and an idle one sends at once.
 MAX_BATCH = 128
+
+# ... but once EARLY_BATCH requests have gathered behind a batch that is out, they go too
+# rather than wait for its answer (at most two batches out; what gathers behind both waits for
+# the first answer). With one batch out at a time, a worker whose callers were all waiting on
+# it sat idle for the rest of each round trip: busy 0.90 of a core against 0.98-0.99 so, and
+# 0.69-0.72 against 0.77-0.81 of the unlimited throughput with 32 connections
+# (bench/bench_limits_http.py, docs/PERFORMANCE.md). Sending every request at once instead
+# made batches small and Redis's time per request larger.
+EARLY_BATCH = 8
 
 # Subjects whose last script request is kept for the next (see `acquire_then`); past this many,
 # the lot is dropped and rebuilt from use (a bound, not an LRU: rebuilding one costs a few us).
@@ -271,8 +280,11 @@ class RedisLimitStore:
             return
         pending = self._pending
         pending.append((request, then))
-        if len(pending) == 1 and not self._batches_out:
-            self._loop.get().call_soon(self._send_pending)
+        if len(pending) == 1:
+            if not self._batches_out:
+                self._loop.get().call_soon(self._send_pending)
+        elif len(pending) >= EARLY_BATCH and self._batches_out == 1:
+            self._send_pending()  # early (see EARLY_BATCH); `then` still runs from the loop
 
     def _unavailable_outcome(
         self, reason: str, error: BaseException | None
@@ -336,15 +348,19 @@ class RedisLimitStore:
 
     def _settle(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
         """Answer each request's waiter from the script's reply (or the error instead), then
-        send what gathered meanwhile. (Sending first, so that Redis works on the next batch while
-        these answers are written, was measured and left the worker waiting longer on the
-        2-core benchmark machine, where Redis then takes the core that wrk needs to send the
-        next requests: docs/PERFORMANCE.md.)"""
+        send what gathered meanwhile, if nothing else is out or enough gathered (EARLY_BATCH).
+        (Sending first, so that Redis works on the next batch while these answers are written,
+        was measured and left the worker waiting longer on the 2-core benchmark machine, where
+        Redis then takes the core that wrk needs to send the next requests:
+        docs/PERFORMANCE.md.)"""
         try:
             self._resolve(batch, requests, reply)
         finally:
             self._batches_out -= 1
-            if self._pending and not self._batches_out:
+            pending = self._pending
+            if pending and (
+                not self._batches_out or (self._batches_out == 1 and len(pending) >= EARLY_BATCH)
+            ):
                 self._send_pending()
 
     def _resolve(self, batch: Batch, requests: list[ScriptRequest], reply: Any) -> None:
