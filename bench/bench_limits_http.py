@@ -5,11 +5,12 @@ between them round by round (goal: limited >= 0.7 of unlimited).
     .venv/bin/python bench/bench_limits_http.py [--redis-url URL] [--rounds 5] [--seconds 10]
     .venv/bin/python bench/bench_limits_http.py --own-redis   # a private Redis, Unix socket
 
-Each round runs at every `--connections` count (default 32; `--connections 32,128` for more).
-The report gives, beside throughput, how much of a core the worker used: the unlimited worker is
-saturated (1.0), the limited one is not (about 0.9: it waits for Redis part of the time, on a
-machine whose two cores Redis shares with wrk and the worker), so the throughput ratio measures
-that wait as well as the limit's CPU cost; the per-CPU-second ratio measures the cost alone.
+Each round runs at every `--connections` count (default 32; `--connections 8,32,128` for more).
+The report gives, beside throughput, how much of a core the worker used and how many requests a
+script call carried. The unlimited worker is saturated (1.0); the limited one nearly so with 32
+connections (0.97-0.99), while with few connections it waits for Redis's round trip part of
+the time (0.88 with 8), so the throughput ratio measures that wait as well as the limit's CPU
+cost; the per-CPU-second ratio measures the cost alone.
 
 `--own-redis` starts a private redis-server (no persistence) on a Unix socket in a temporary
 directory instead of using `--redis-url`.
@@ -45,6 +46,7 @@ class Run:
     server_cpu_us: float  # the keyrack worker's CPU time per request
     redis_cpu_us: float  # Redis's time in the limit script per request (INFO commandstats)
     worker_cores: float  # the worker's CPU time over the run's time: 1.0 is saturated
+    batch: float  # requests per script call (0: none made)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -52,9 +54,11 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def script_usec(client: redis.Redis) -> int:
+def script_stats(client: redis.Redis) -> tuple[int, int]:
+    """Script calls so far and Redis's time in them (us), from INFO commandstats."""
     stats = client.info("commandstats")
-    return sum(int(v["usec"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    scripts = [v for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")]
+    return sum(int(v["calls"]) for v in scripts), sum(int(v["usec"]) for v in scripts)
 
 
 def measured(
@@ -65,15 +69,17 @@ def measured(
     script: Path,
     connections: int,
 ) -> Run:
-    cpu, usec = process_cpu_seconds(pid), script_usec(client)
+    cpu, (calls, usec) = process_cpu_seconds(pid), script_stats(client)
     result = wrk(url, seconds=options.seconds, connections=connections, script=script)
     requests = result.requests_per_second * options.seconds
     spent = process_cpu_seconds(pid) - cpu
+    calls_after, usec_after = script_stats(client)
     return Run(
         wrk=result,
         server_cpu_us=spent / requests * 1e6,
-        redis_cpu_us=(script_usec(client) - usec) / requests,
+        redis_cpu_us=(usec_after - usec) / requests,
         worker_cores=spent / options.seconds,
+        batch=requests / (calls_after - calls) if calls_after > calls else 0.0,
     )
 
 
@@ -199,9 +205,11 @@ def report(results: dict[str, list[Run]], options: argparse.Namespace, connectio
         cpu = statistics.median(r.server_cpu_us for r in runs)
         redis_cpu = statistics.median(r.redis_cpu_us for r in runs)
         cores = statistics.median(r.worker_cores for r in runs)
+        batch = statistics.median(r.batch for r in runs)
         print(
             f"{name:<22}{rps:>10,.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
             f"server CPU {cpu:.0f} us/req ({cores:.2f} of a core)  Redis {redis_cpu:.0f} us/req"
+            + (f" in batches of {batch:.1f}" if batch else "")
         )
     ratios = [
         lim.wrk.requests_per_second / unl.wrk.requests_per_second
