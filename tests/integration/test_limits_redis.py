@@ -432,8 +432,8 @@ def test_an_outage_logs_one_clear_line() -> None:
 def test_requests_gather_into_batches_while_earlier_ones_are_out(redis_url: str) -> None:
     """Group commit: while a script call is out, the next requests gather; once EARLY_BATCH
     have, they go too (two calls out at most), and the rest wait for the first answer. So a
-    busy worker sends few, large batches, and Redis works on one while the worker waits for
-    another. Answers stay in order: Redis runs the calls in the order they were sent."""
+    busy worker sends few, large batches, and Redis works on one while the worker serves the
+    other's callers. Counts stay in order: Redis runs the calls in the order they were sent."""
     rate = RateLimit(limit=1000, window_seconds=60)
 
     async def main() -> list[int]:

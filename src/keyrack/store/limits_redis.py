@@ -63,10 +63,10 @@ MAX_BATCH = 128
 # ... but once EARLY_BATCH requests have gathered behind a batch that is out, they go too
 # rather than wait for its answer (at most two batches out; what gathers behind both waits for
 # the first answer). With one batch out at a time, a worker whose callers were all waiting on
-# it sat idle for the rest of each round trip: busy 0.90 of a core against 0.98-0.99 so, and
-# 0.69-0.72 against 0.77-0.81 of the unlimited throughput with 32 connections
-# (bench/bench_limits_http.py, docs/PERFORMANCE.md). Sending every request at once instead
-# made batches small and Redis's time per request larger.
+# it sat idle for the rest of each round trip: with 32 connections it was busy 0.87-0.90 of a
+# core, now 0.97-0.99, and the throughput with a rate limit went from 0.66-0.74 of the
+# unlimited to 0.71-0.81 (bench/bench_limits_http.py, docs/PERFORMANCE.md). Sending whatever
+# had gathered at once instead made batches of a few requests, costlier for Redis.
 EARLY_BATCH = 8
 
 # Subjects whose last script request is kept for the next (see `acquire_then`); past this many,
